@@ -1,0 +1,100 @@
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from course_lib import quiz as Q
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bank_is_well_formed():
+    assert len(Q.BANK) >= 4
+    for q in Q.BANK.values():
+        assert len(q.choices) >= 3 and len(set(q.choices)) == len(q.choices)
+        assert 0 <= q.correct < len(q.choices)
+        assert len(q.explanation) > 40 and q.text.endswith("?")
+
+
+def test_seed_questions_are_in_the_overview():
+    texts = [Q.BANK[i].text for i in Q.ids_for("00_overview")]
+    assert "What is the primary addition of Mask R-CNN over Faster R-CNN?" in texts
+    assert "What format should your custom dataset annotations be in for Mask R-CNN training?" in texts
+
+
+def test_grade_by_index_and_by_text():
+    q = Q.BANK["overview-maskrcnn-addition"]
+    ok, text = Q.grade(q.id, q.correct)
+    assert ok and text.startswith("Correct!") and q.explanation in text
+    ok, text = Q.grade(q.id, q.choices[0])
+    assert not ok and text.startswith("Not quite") and q.choices[q.correct] in text
+    with pytest.raises(ValueError):
+        Q.grade(q.id, 17)
+    with pytest.raises(KeyError, match="no quiz 'nope'"):
+        Q.grade("nope", 0)
+
+
+def test_headless_fallback_prints_question_and_answer_call(capsys):
+    shown = Q.quiz("overview-output-masks")
+    text = repr(shown)
+    assert "(1) A (N, 1, H, W) float tensor" in text
+    assert 'answer("overview-output-masks", <number>)' in text
+    assert Q.answer("overview-output-masks", 1) is True
+    assert "Correct!" in capsys.readouterr().out
+
+
+def test_widget_check_button_gives_feedback():
+    w = Q.QuizWidget("overview-annotation-format")
+    w.button.click()
+    assert "Pick an answer first" in w.feedback.value
+    w.radio.index = 0
+    w.button.click()
+    assert "Not quite" in w.feedback.value
+    w.radio.value = w.question.choices[w.question.correct]
+    w.button.click()
+    assert "Correct!" in w.feedback.value
+    bundle = w._repr_mimebundle_()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert "application/vnd.jupyter.widget-view+json" in data
+    assert data["text/plain"].startswith("Quiz overview-annotation-format")
+
+
+def test_widget_in_a_real_kernel(monkeypatch):
+    """Drive the widget inside an IPython kernel: choose, click Check, read the feedback."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.delenv("COURSE_HEADLESS", raising=False)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "from course_lib.quiz import quiz, BANK\n"
+        "w = quiz('overview-maskrcnn-addition')\n"
+        "print(type(w).__name__)\n"
+        "w.radio.index = BANK['overview-maskrcnn-addition'].correct\n"
+        "w.button.click()\n"
+        "print(w.feedback.value)\n"
+        "w.radio.index = 0\n"
+        "w.button.click()\n"
+        "print(w.feedback.value)"), nbformat.v4.new_code_cell("w")]
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    out = nb.cells[0].outputs[0]["text"].splitlines()
+    assert out[0] == "QuizWidget"
+    assert "Correct!" in out[1] and "Not quite" in out[2]
+    shown = nb.cells[1].outputs[0]["data"]
+    assert "application/vnd.jupyter.widget-view+json" in shown
+
+
+def test_every_quiz_id_used_in_a_notebook_exists():
+    used = set()
+    for nb_path in sorted((ROOT / "solutions").glob("*.ipynb")):
+        for cell in json.loads(nb_path.read_text())["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            src = "".join(cell["source"])
+            ids = re.findall(r"""\b(?:quiz|answer)\(\s*["']([^"']+)["']""", src)
+            used.update(ids)
+            for qid in ids:
+                assert qid in Q.BANK, f"{nb_path.name} uses unknown quiz id {qid!r}"
+                assert Q.BANK[qid].notebook == nb_path.stem, f"{qid} belongs to {Q.BANK[qid].notebook}"
+    assert used, "no notebook uses a quiz"
