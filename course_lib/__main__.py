@@ -3,6 +3,7 @@
     doctor   versions, device, COCO weights, widget front end, checkpoint
     run      run notebooks headless, printing each one's time and pass/fail
     build    write notebooks/ from solutions/ (``--check`` to compare only)
+    grade    run a student's notebook with a time limit and report every exercise and a score
     train    train the course model (same as ``python -m course_lib.train``)
 """
 
@@ -18,6 +19,8 @@ def main(argv=None) -> int:
         from .run_notebooks import main as run
     elif command == "build":
         from .notebook_build import main as run
+    elif command == "grade":
+        from .grade import main as run
     elif command == "train":
         from .train import main as train
 

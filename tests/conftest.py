@@ -8,6 +8,12 @@ import pytest
 os.environ.setdefault("COURSE_HEADLESS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+
+@pytest.fixture(autouse=True)
+def progress_in_tmp(tmp_path, monkeypatch):
+    """Quizzes and checkers record progress; in tests that goes to a temporary file, not the home folder."""
+    monkeypatch.setenv("COURSE_PROGRESS_FILE", str(tmp_path / "progress.json"))
+
 _LOOPBACK = ("127.", "::1", "localhost")
 _real_connect = socket.socket.connect
 

@@ -98,3 +98,15 @@ def test_every_quiz_id_used_in_a_notebook_exists():
                 assert qid in Q.BANK, f"{nb_path.name} uses unknown quiz id {qid!r}"
                 assert Q.BANK[qid].notebook == nb_path.stem, f"{qid} belongs to {Q.BANK[qid].notebook}"
     assert used, "no notebook uses a quiz"
+
+
+def test_bank_files_reject_duplicates_and_bad_answers(tmp_path):
+    q = {"id": "x", "text": "Why?", "choices": ["a", "b", "c"], "correct": 1, "explanation": "Because."}
+    (tmp_path / "a.json").write_text(json.dumps({"notebook": "99_x", "questions": [q]}))
+    assert Q.load_bank(tmp_path)["x"].notebook == "99_x"
+    (tmp_path / "b.json").write_text(json.dumps({"notebook": "99_x", "questions": [q]}))
+    with pytest.raises(ValueError, match="b.json, quiz 'x': duplicate"):
+        Q.load_bank(tmp_path)
+    (tmp_path / "b.json").write_text(json.dumps({"notebook": "99_x", "questions": [{**q, "id": "y", "correct": 5}]}))
+    with pytest.raises(ValueError, match="correct index 5"):
+        Q.load_bank(tmp_path)

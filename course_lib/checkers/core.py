@@ -1,5 +1,4 @@
-"""Exercise checkers: ``check_<name>(fn)`` compares a learner's function with the reference.
-Used in: every notebook with an exercise.
+"""The checker machinery: run a learner's function and the reference on named cases, and say how they differ.
 
 A checker runs ``fn`` on several named cases and prints one of:
 
@@ -18,6 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
+
+from ..progress import record
+
+# Checker names per notebook, for the progress summary: {"00_overview": ["check_filter_detections", ...]}.
+registry: dict[str, list[str]] = {}
 
 
 @dataclass
@@ -99,12 +103,7 @@ def run_checks(name: str, fn: Callable, reference: Callable, cases: list[Case], 
     else:
         result = CheckResult(name, "pass", f"PASS {name}: all {len(cases)} cases agree with the reference")
     if notebook is not None:
-        try:
-            from .progress import record
-        except ImportError:
-            pass
-        else:
-            record(notebook, f"exercise:{name}", result.status == "pass")
+        record(notebook, f"exercise:{name}", result.status == "pass")
     if verbose:
         print(result.message)
     return result
@@ -119,6 +118,9 @@ def checker(name: str, reference: Callable, make_cases: Callable[[], list[Case]]
             notebook: str | None = None, atol: float = 1e-5) -> Callable[[Callable], Callable]:
     """Build a ``check_<name>(fn)`` that returns ``fn`` if it passes, else ``reference``."""
 
+    if notebook is not None:
+        registry.setdefault(notebook, []).append(name)
+
     def check(fn: Callable) -> Callable:
         result = run_checks(name, fn, reference, make_cases(), hint, notebook, atol)
         return fn if result else reference
@@ -128,37 +130,3 @@ def checker(name: str, reference: Callable, make_cases: Callable[[], list[Case]]
     check.reference = reference
     check.cases = make_cases
     return check
-
-
-# --- 00_overview -------------------------------------------------------------------------------
-
-def _detection_cases() -> list[Case]:
-    from .inference import fake_detections
-
-    return [Case("typical output, threshold 0.5", (fake_detections(8, seed=0), 0.5)),
-            Case("threshold 0.9 keeps few", (fake_detections(8, seed=1), 0.9)),
-            Case("no detections at all", (fake_detections(0, seed=2), 0.5)),
-            Case("nothing above the threshold", (fake_detections(5, seed=3, max_score=0.3), 0.5)),
-            Case("score exactly at the threshold is kept", (fake_detections(4, seed=4, exact=0.7), 0.7))]
-
-
-def _masks_cases() -> list[Case]:
-    from .inference import fake_detections
-
-    return [Case("typical soft masks", (fake_detections(6, seed=5)["masks"], 0.5)),
-            Case("no masks", (fake_detections(0, seed=6)["masks"], 0.5)),
-            Case("other threshold", (fake_detections(3, seed=7)["masks"], 0.25))]
-
-
-def _make_00_checkers():
-    from .inference import binarize_masks, filter_detections
-
-    return (checker("check_filter_detections", filter_detections, _detection_cases, notebook="00_overview",
-                    hint="Hint: build one boolean index from output['scores'] >= score_threshold and apply "
-                         "it to every tensor in the dict."),
-            checker("check_binarize_masks", binarize_masks, _masks_cases, notebook="00_overview",
-                    hint="Hint: masks arrive as (N, 1, H, W) probabilities; drop the channel dimension "
-                         "and compare with the threshold to get (N, H, W) bool."))
-
-
-check_filter_detections, check_binarize_masks = _make_00_checkers()
