@@ -50,6 +50,13 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def _repo_relative(path: Path) -> str:
+    from .paths import REPO_ROOT
+
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def export_checkpoint(model, path: str | Path, config: dict) -> Path:
     """Weights as float16 (half the size, same predictions to ~1e-3) plus the config to rebuild it."""
     path = Path(path)
@@ -96,7 +103,7 @@ def main(argv=None) -> dict:
     if args.export:
         provenance = {
             "command": "python -m course_lib.train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-            "args": vars(args), "seed": args.seed,
+            "args": {**vars(args), "export": _repo_relative(export)}, "seed": args.seed,
             "data": {"train": {"split": "train", "num_images": args.train_images, "seed": 0},
                      "val": {"split": "val", "num_images": args.val_images, "seed": 1},
                      "generator": "course_lib.shapes.shapes_split"},
