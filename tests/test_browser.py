@@ -1,0 +1,144 @@
+"""The course in a real browser: JupyterLab on a loopback port, driven by Playwright in Debian's Chromium.
+
+Needs `/usr/bin/chromium` (Debian's package; `./course test` installs it with apt-get where it can) and the
+`playwright` Python package (no browser download: Playwright drives the system Chromium through
+`executable_path`). Where either is missing the tests are skipped with the reason. Screenshots go to
+`artifacts/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
+
+
+def _requirements() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return "Debian's chromium is not installed (apt-get install chromium): browser tests skipped"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed (pip install -e '.[test]'): browser tests skipped"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab server over a temporary copy of the student notebooks; yields (base URL, token)."""
+    reason = _requirements()
+    if reason:
+        print(reason)
+        pytest.skip(reason)
+    work = tmp_path_factory.mktemp("lab")
+    for nb in (ROOT / "notebooks").glob("*.ipynb"):
+        shutil.copy(nb, work / nb.name)
+    # Render every cell (JupyterLab 4 otherwise only renders what is on screen).
+    settings = work / ".settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {k: v for k, v in os.environ.items() if k != "COURSE_HEADLESS"}  # widgets, as a learner sees them
+    env.update(JUPYTERLAB_SETTINGS_DIR=str(work / ".settings"), COURSE_PROGRESS_FILE=str(work / "progress.json"))
+    log = open(work / "lab.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.extension_manager=readonly",
+         *(["--allow-root"] if os.geteuid() == 0 else [])],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise RuntimeError(f"JupyterLab did not start: {(work / 'lab.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+    try:
+        yield base, token
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture
+def page(lab):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        yield page
+        browser.close()
+
+
+def open_and_run_all(page, lab, name: str, timeout_s: int = 300) -> None:
+    base, token = lab
+    page.goto(f"{base}/lab/tree/{name}?token={token}")
+    page.wait_for_selector(".jp-Notebook .jp-Cell")
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+    # Done when no prompt shows [*] and the kernel is idle again.
+    deadline = time.time() + timeout_s
+    page.wait_for_timeout(2000)
+    while time.time() < deadline:
+        busy = page.locator(".jp-InputPrompt:has-text('[*]')").count()
+        idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count()
+        if busy == 0 and idle:
+            return
+        page.wait_for_timeout(1000)
+    raise AssertionError(f"{name} did not finish running within {timeout_s} s")
+
+
+def test_overview_runs_in_jupyterlab_and_the_quiz_answers(page, lab):
+    open_and_run_all(page, lab, "00_overview.ipynb")
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    tracebacks = [t for t in errors.all_inner_texts() if "Traceback" in t or "Error" in t.split("\n")[0]]
+    assert not tracebacks, tracebacks
+    assert page.locator("text=NOT YET check_filter_detections").count() == 1  # stubs: the checker says so
+    quiz = page.locator(".widget-vbox:has(.widget-radio-box)").first
+    quiz.scroll_into_view_if_needed()
+    assert "What is the primary addition of Mask R-CNN" in quiz.inner_text()
+    quiz.locator("label:has-text('A deeper backbone network')").click()
+    quiz.locator("button:has-text('Check')").click()
+    page.wait_for_timeout(500)
+    assert "Not quite" in quiz.inner_text()
+    quiz.locator("label:has-text('A branch that predicts a binary mask')").click()
+    quiz.locator("button:has-text('Check')").click()
+    page.wait_for_function("el => el.innerText.includes('Correct!')", arg=quiz.element_handle())
+    feedback = quiz.inner_text()
+    assert "Correct!" in feedback and "28x28 mask" in feedback
+    quiz.screenshot(path=str(ARTIFACTS / "browser_00_quiz.png"))
+    page.screenshot(path=str(ARTIFACTS / "browser_00_page.png"))
