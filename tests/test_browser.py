@@ -142,3 +142,28 @@ def test_overview_runs_in_jupyterlab_and_the_quiz_answers(page, lab):
     assert "Correct!" in feedback and "28x28 mask" in feedback
     quiz.screenshot(path=str(ARTIFACTS / "browser_00_quiz.png"))
     page.screenshot(path=str(ARTIFACTS / "browser_00_page.png"))
+
+
+def test_nms_slider_redraws_the_proposals(page, lab):
+    """Notebook 02's interactive control: moving the NMS slider changes the figure."""
+    open_and_run_all(page, lab, "02_anchors_rpn.ipynb", timeout_s=400)
+    control = page.locator(".widget-interact").first
+    control.scroll_into_view_if_needed()
+    control.locator("img").first.wait_for()
+    before = control.locator("img").first.get_attribute("src")
+    readout = control.locator(".widget-readout").first
+    assert readout.inner_text().strip() == "0.70"
+    handle = control.locator(".widget-slider .noUi-handle").first
+    handle.focus()
+    for _ in range(6):  # lower the NMS threshold by 0.3: fewer, less overlapping proposals
+        page.keyboard.press("ArrowLeft")
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        imgs = control.locator("img")
+        if imgs.count() and imgs.first.get_attribute("src") not in (None, before):
+            break
+        page.wait_for_timeout(500)
+    else:
+        raise AssertionError("the figure did not change after moving the NMS slider")
+    assert readout.inner_text().strip() == "0.40"
+    control.screenshot(path=str(ARTIFACTS / "browser_02_nms_slider.png"))

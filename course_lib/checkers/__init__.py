@@ -14,6 +14,8 @@ are in their own submodule and all are importable from here: ``from course_lib.c
 
 from .core import Case, CheckResult, checker, compare, run_checks  # noqa: F401
 from .nb00_overview import *  # noqa: F401,F403
-from .nb05_coco_dataset import *  # noqa: F401,F403
+from .nb01_backbone_fpn import *  # noqa: F401,F403
+from .nb02_anchors_rpn import *  # noqa: F401,F403
 from .nb03_roi_align import *  # noqa: F401,F403
 from .nb04_heads_mask_branch import *  # noqa: F401,F403
+from .nb05_coco_dataset import *  # noqa: F401,F403
