@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -59,7 +60,8 @@ def lab(tmp_path_factory):
     settings.mkdir(parents=True)
     (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     port, token = _free_port(), secrets.token_hex(16)
-    env = {k: v for k, v in os.environ.items() if k != "COURSE_HEADLESS"}  # widgets, as a learner sees them
+    # As a learner sees it: widgets on, and the inline figure backend (no MPLBACKEND=Agg from the tests).
+    env = {k: v for k, v in os.environ.items() if k not in ("COURSE_HEADLESS", "MPLBACKEND")}
     env.update(JUPYTERLAB_SETTINGS_DIR=str(work / ".settings"), COURSE_PROGRESS_FILE=str(work / "progress.json"))
     log = open(work / "lab.log", "w")
     proc = subprocess.Popen(
@@ -103,20 +105,22 @@ def page(lab):
         browser.close()
 
 
+IDLE = ".jp-Notebook-ExecutionIndicator[data-status='idle']"
+
+
 def open_and_run_all(page, lab, name: str, timeout_s: int = 300) -> None:
     base, token = lab
-    page.goto(f"{base}/lab/tree/{name}?token={token}")
+    # A fresh workspace per test, so that notebooks opened by an earlier test are not restored.
+    page.goto(f"{base}/lab/workspaces/{Path(name).stem}/tree/{name}?token={token}&reset")
     page.wait_for_selector(".jp-Notebook .jp-Cell")
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    page.wait_for_selector(f"{IDLE} >> visible=true", timeout=120_000)
     page.click(".lm-MenuBar-itemLabel:text-is('Run')")
     page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
-    # Done when no prompt shows [*] and the kernel is idle again.
+    # Done when every code cell shows an execution count ([12]:), none [*]: or [ ]:.
     deadline = time.time() + timeout_s
-    page.wait_for_timeout(2000)
     while time.time() < deadline:
-        busy = page.locator(".jp-InputPrompt:has-text('[*]')").count()
-        idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count()
-        if busy == 0 and idle:
+        prompts = [p.strip() for p in page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()]
+        if prompts and all(re.fullmatch(r"\[\d+\]:?", p) for p in prompts):
             return
         page.wait_for_timeout(1000)
     raise AssertionError(f"{name} did not finish running within {timeout_s} s")
