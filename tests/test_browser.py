@@ -113,7 +113,15 @@ def open_and_run_all(page, lab, name: str, timeout_s: int = 300) -> None:
     # A fresh workspace per test, so that notebooks opened by an earlier test are not restored.
     page.goto(f"{base}/lab/workspaces/{Path(name).stem}/tree/{name}?token={token}&reset")
     page.wait_for_selector(".jp-Notebook .jp-Cell")
-    page.wait_for_selector(f"{IDLE} >> visible=true", timeout=120_000)
+    # A fresh JupyterLab may ask which kernel to start: take the proposed one (the course venv's Python 3).
+    deadline = time.time() + 120
+    while not page.locator(f"{IDLE} >> visible=true").count():
+        dialog = page.locator(".jp-Dialog:has-text('Select Kernel')")
+        if dialog.count():
+            dialog.locator("button:has-text('Select')").click()
+        if time.time() > deadline:
+            raise AssertionError(f"the kernel for {name} did not start")
+        page.wait_for_timeout(500)
     page.click(".lm-MenuBar-itemLabel:text-is('Run')")
     page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
     # Done when every code cell shows an execution count ([12]:), none [*]: or [ ]:.
@@ -123,7 +131,10 @@ def open_and_run_all(page, lab, name: str, timeout_s: int = 300) -> None:
         if prompts and all(re.fullmatch(r"\[\d+\]:?", p) for p in prompts):
             return
         page.wait_for_timeout(1000)
-    raise AssertionError(f"{name} did not finish running within {timeout_s} s")
+    page.screenshot(path=str(ARTIFACTS / f"browser_{Path(name).stem}_timeout.png"), full_page=True)
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']").all_inner_texts()
+    raise AssertionError(f"{name} did not finish running within {timeout_s} s; prompts {prompts}; "
+                         f"errors: {[e[-500:] for e in errors]}")
 
 
 def test_overview_runs_in_jupyterlab_and_the_quiz_answers(page, lab):
