@@ -137,3 +137,32 @@ def get_instance_segmentation_model(num_classes: int, model: MaskRCNN | None = N
     hidden = model.roi_heads.mask_predictor.conv5_mask.out_channels
     model.roi_heads.mask_predictor = MaskRCNNPredictor(in_mask, hidden, num_classes)
     return model
+
+
+def load_maskrcnn_resnet50_fpn(verbose: bool = True) -> tuple[MaskRCNN, str]:
+    """torchvision's ``maskrcnn_resnet50_fpn`` without touching the network: ``(model, source)``.
+
+    With the COCO weights in the torch cache: ``weights="DEFAULT"`` (91 COCO classes), source 'coco'.
+    Without them: ``weights=None, weights_backbone=None`` (random weights, same architecture), source
+    'random', and one sentence says so. Either way, replace its predictors for your own classes with
+    ``get_instance_segmentation_model``.
+    """
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    if coco_weights_available():
+        return maskrcnn_resnet50_fpn(weights="DEFAULT", weights_backbone=None), "coco"
+    if verbose:
+        print(f"COCO weights are not in the torch cache ({coco_weights_file()}), so maskrcnn_resnet50_fpn is "
+              "built with random weights (weights=None, weights_backbone=None); its shapes are the same.")
+    return maskrcnn_resnet50_fpn(weights=None, weights_backbone=None), "random"
+
+
+def describe_predictors(model: MaskRCNN) -> str:
+    """The box and mask predictors' layers with their weight shapes, one line each (for printing)."""
+    heads = model.roi_heads
+    layers = [("box_predictor.cls_score", heads.box_predictor.cls_score),
+              ("box_predictor.bbox_pred", heads.box_predictor.bbox_pred),
+              ("mask_predictor.conv5_mask", heads.mask_predictor.conv5_mask),
+              ("mask_predictor.mask_fcn_logits", heads.mask_predictor.mask_fcn_logits)]
+    return "\n".join(f"{name:31s} {type(layer).__name__:15s} weight {tuple(layer.weight.shape)}"
+                     for name, layer in layers)

@@ -19,3 +19,4 @@ from .nb02_anchors_rpn import *  # noqa: F401,F403
 from .nb03_roi_align import *  # noqa: F401,F403
 from .nb04_heads_mask_branch import *  # noqa: F401,F403
 from .nb05_coco_dataset import *  # noqa: F401,F403
+from .nb06_fine_tuning import *  # noqa: F401,F403
