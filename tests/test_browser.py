@@ -108,7 +108,7 @@ def page(lab):
 IDLE = ".jp-Notebook-ExecutionIndicator[data-status='idle']"
 
 
-def open_and_run_all(page, lab, name: str, timeout_s: int = 300) -> None:
+def open_and_run_all(page, lab, name: str, timeout_s: int = 600) -> None:
     base, token = lab
     # A fresh workspace per test, so that notebooks opened by an earlier test are not restored.
     page.goto(f"{base}/lab/workspaces/{Path(name).stem}/tree/{name}?token={token}&reset")
@@ -161,7 +161,7 @@ def test_overview_runs_in_jupyterlab_and_the_quiz_answers(page, lab):
 
 def test_nms_slider_redraws_the_proposals(page, lab):
     """Notebook 02's interactive control: moving the NMS slider changes the figure."""
-    open_and_run_all(page, lab, "02_anchors_rpn.ipynb", timeout_s=400)
+    open_and_run_all(page, lab, "02_anchors_rpn.ipynb", timeout_s=600)
     control = page.locator(".widget-interact").first
     control.scroll_into_view_if_needed()
     control.locator("img").first.wait_for()
