@@ -195,10 +195,6 @@ def distributed_info() -> tuple[int, int]:
     return 0, 1
 
 
-def unwrap(model):
-    """The model inside a ``DistributedDataParallel`` (or the model itself)."""
-    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
-
 
 def fit(model, dataset, *, epochs: int, batch_size: int, device, out_dir: str | Path, seed: int = 0,
         optimizer_fn: Callable, lr_lambda_fn: Callable[[int], Callable] | None = None, resume: bool = True,
