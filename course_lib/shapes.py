@@ -184,7 +184,7 @@ def shapes_split(split: str, num_images: int | None = None, seed: int | None = N
         n0, s0, c0 = defaults[split]
         num_images = n0 if num_images is None else num_images
         seed = s0 if seed is None else seed
-        classes = c0 if classes == CLASSES and split.startswith("new") else classes
+        classes = c0 if classes == CLASSES else classes  # the default classes mean "the split's own"
     if num_images is None or seed is None:
         raise ValueError(f"split {split!r} is not standard: give num_images and seed")
     root = Path(root) if root is not None else GENERATED_DIR / f"shapes_{split}"
