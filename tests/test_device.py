@@ -1,3 +1,7 @@
+import json
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -42,3 +46,31 @@ def test_seed_everything_repeats_every_generator():
     assert draw() == draw()
     seed_everything(124)
     assert torch.rand(1).item() != (seed_everything(123), torch.rand(1).item())[1]
+
+
+# One device helper: no code chooses CUDA by itself, so the course runs unchanged on CPU or GPU.
+HARD_CODED_CUDA = re.compile(r"""\.cuda\(|\.to\(\s*["']cuda|device\s*=\s*["']cuda|torch\.device\(\s*["']cuda["']\s*\)""")
+
+
+def _course_sources():
+    root = Path(__file__).resolve().parent.parent
+    for path in sorted([*root.glob("course_lib/**/*.py"), *root.glob("benchmarks/*.py")]):
+        yield path.relative_to(root), path.read_text()
+    for path in sorted(root.glob("solutions/*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        yield path.relative_to(root), code
+
+
+def test_the_hard_coded_cuda_pattern_catches_what_it_should():
+    for bad in ["x.cuda()", "m.to('cuda')", 'x.to("cuda:0")', "torch.zeros(3, device='cuda')",
+                'torch.device("cuda")']:
+        assert HARD_CODED_CUDA.search(bad), bad
+    for fine in ["x.to(device)", "torch.device('cuda', rank)", "device.type == 'cuda'", "torch.cuda.is_available()"]:
+        assert not HARD_CODED_CUDA.search(fine), fine
+
+
+@pytest.mark.parametrize("name,source", list(_course_sources()), ids=lambda v: str(v) if isinstance(v, Path) else "")
+def test_no_code_hard_codes_cuda(name, source):
+    hits = [line.strip() for line in source.splitlines() if HARD_CODED_CUDA.search(line)]
+    assert not hits, f"{name} picks CUDA by itself instead of course_lib.device.get_device(): {hits}"
