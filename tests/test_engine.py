@@ -37,6 +37,29 @@ def test_killed_and_resumed_run_follows_the_same_loss_trajectory(tiny_set, tmp_p
     assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 3
 
 
+def test_mixed_precision_path_trains_and_resumes_its_grad_scaler(tiny_set, tmp_path):
+    # AMP is on by default on CUDA only; use_amp=True runs the same autocast + GradScaler code on the CPU (bfloat16).
+    common = dict(epochs=2, batch_size=4, device="cpu", seed=3, collate_fn=collate_fn,
+                  optimizer_fn=lambda p: torch.optim.SGD(p, lr=0.005, momentum=0.9), progress=False, use_amp=True)
+    torch.manual_seed(0)
+    straight = fit(build_course_model(), tiny_set, out_dir=tmp_path / "a", **common)
+    torch.manual_seed(0)
+    fit(build_course_model(), tiny_set, out_dir=tmp_path / "b", stop_after=1, **common)
+    scaler_state = load_checkpoint(tmp_path / "b" / "last.pt")["scaler"]
+    assert scaler_state and scaler_state["scale"] > 0
+    torch.manual_seed(0)
+    resumed = fit(build_course_model(), tiny_set, out_dir=tmp_path / "b", **common)
+    assert all(torch.isfinite(torch.tensor(h["iter_loss"])).all() for h in straight)
+    assert [h["iter_loss"] for h in resumed] == [h["iter_loss"] for h in straight]
+
+
+def test_cpu_training_uses_no_grad_scaler_by_default(tiny_set, tmp_path):
+    torch.manual_seed(0)
+    fit(build_course_model(), tiny_set, epochs=1, batch_size=4, device="cpu", out_dir=tmp_path, seed=3,
+        collate_fn=collate_fn, optimizer_fn=lambda p: torch.optim.SGD(p, lr=0.005), progress=False)
+    assert load_checkpoint(tmp_path / "last.pt")["scaler"] is None
+
+
 class NaNModel(torch.nn.Module):
     def __init__(self):
         super().__init__()
