@@ -86,7 +86,7 @@ def train_one_epoch(model, optimizer, data_loader, device, epoch: int, scheduler
 
     ``scheduler`` is stepped every iteration (warm-up needs that). ``scaler`` (a
     ``torch.amp.GradScaler``) turns on mixed precision: float16 autocast on CUDA, where ``fit`` uses it by
-    default, and bfloat16 on the CPU (only to test this path: it is slower there). The history also holds,
+    default, and bfloat16 on the CPU (where the tests run this path without a GPU). The history also holds,
     per iteration, ``time_data`` (seconds spent waiting for the loader to hand over the batch) and
     ``time_step`` (seconds from then until the step is done; it includes the GPU work, since reading
     the loss values waits for it).
@@ -231,7 +231,7 @@ def fit(model, dataset, *, epochs: int, batch_size: int, device, out_dir: str | 
                                       collate_fn=collate_fn))
     scheduler = (torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda_fn(epochs * iters_per_epoch))
                  if lr_lambda_fn else None)
-    scaler = torch.amp.GradScaler(device.type) if use_amp else None  # on by default on CUDA only
+    scaler = torch.amp.GradScaler(device.type) if use_amp else None
     history: list[dict] = []
     start = 0
     ckpt_path = out_dir / "last.pt"

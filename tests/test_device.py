@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from course_lib.device import describe_device, get_device, seed_everything
+from course_lib.paths import REPO_ROOT
 
 
 def test_default_device_follows_cuda_availability(monkeypatch):
@@ -53,7 +54,7 @@ HARD_CODED_CUDA = re.compile(r"""\.cuda\(|\.to\(\s*["']cuda|device\s*=\s*["']cud
 
 
 def _course_sources():
-    root = Path(__file__).resolve().parent.parent
+    root = REPO_ROOT
     for path in sorted([*root.glob("course_lib/**/*.py"), *root.glob("benchmarks/*.py")]):
         yield path.relative_to(root), path.read_text()
     for path in sorted(root.glob("solutions/*.ipynb")):

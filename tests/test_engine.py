@@ -16,13 +16,13 @@ def tiny_set(tmp_path_factory):
     return CocoInstanceDataset(root / "images", ann, get_transform(train=True))
 
 
-def run(dataset, out_dir, stop_after=None):
+def run(dataset, out_dir, stop_after=None, **options):
     torch.manual_seed(0)
     model = build_course_model()
     return fit(model, dataset, epochs=3, batch_size=4, device="cpu", out_dir=out_dir, seed=3,
                optimizer_fn=lambda p: torch.optim.SGD(p, lr=0.005, momentum=0.9, weight_decay=5e-4),
                lr_lambda_fn=lambda total: warmup_cosine(total, 2), collate_fn=collate_fn, progress=False,
-               stop_after=stop_after), model
+               stop_after=stop_after, **options), model
 
 
 def test_killed_and_resumed_run_follows_the_same_loss_trajectory(tiny_set, tmp_path):
@@ -35,29 +35,18 @@ def test_killed_and_resumed_run_follows_the_same_loss_trajectory(tiny_set, tmp_p
         assert torch.equal(a, b), k
     ckpt = load_checkpoint(tmp_path / "b" / "last.pt")  # weights_only=True
     assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 3
+    assert ckpt["scaler"] is None  # no mixed precision on the CPU unless asked for
 
 
 def test_mixed_precision_path_trains_and_resumes_its_grad_scaler(tiny_set, tmp_path):
     # AMP is on by default on CUDA only; use_amp=True runs the same autocast + GradScaler code on the CPU (bfloat16).
-    common = dict(epochs=2, batch_size=4, device="cpu", seed=3, collate_fn=collate_fn,
-                  optimizer_fn=lambda p: torch.optim.SGD(p, lr=0.005, momentum=0.9), progress=False, use_amp=True)
-    torch.manual_seed(0)
-    straight = fit(build_course_model(), tiny_set, out_dir=tmp_path / "a", **common)
-    torch.manual_seed(0)
-    fit(build_course_model(), tiny_set, out_dir=tmp_path / "b", stop_after=1, **common)
+    straight, _ = run(tiny_set, tmp_path / "a", use_amp=True)
+    run(tiny_set, tmp_path / "b", stop_after=1, use_amp=True)
     scaler_state = load_checkpoint(tmp_path / "b" / "last.pt")["scaler"]
     assert scaler_state and scaler_state["scale"] > 0
-    torch.manual_seed(0)
-    resumed = fit(build_course_model(), tiny_set, out_dir=tmp_path / "b", **common)
+    resumed, _ = run(tiny_set, tmp_path / "b", use_amp=True)
     assert all(torch.isfinite(torch.tensor(h["iter_loss"])).all() for h in straight)
     assert [h["iter_loss"] for h in resumed] == [h["iter_loss"] for h in straight]
-
-
-def test_cpu_training_uses_no_grad_scaler_by_default(tiny_set, tmp_path):
-    torch.manual_seed(0)
-    fit(build_course_model(), tiny_set, epochs=1, batch_size=4, device="cpu", out_dir=tmp_path, seed=3,
-        collate_fn=collate_fn, optimizer_fn=lambda p: torch.optim.SGD(p, lr=0.005), progress=False)
-    assert load_checkpoint(tmp_path / "last.pt")["scaler"] is None
 
 
 class NaNModel(torch.nn.Module):
