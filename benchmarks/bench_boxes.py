@@ -1,4 +1,4 @@
-"""Benchmark: course_lib.boxes.nms and box_iou against torchvision.ops on CPU.
+"""Benchmark: course_lib.ops.boxes.nms and box_iou against torchvision.ops on CPU.
 
 NMS inputs (1000, 2000, 5000 boxes, realistic overlaps), two kinds:
 
@@ -26,7 +26,7 @@ import time
 import torch
 import torchvision
 
-from course_lib.boxes import box_iou, nms
+from course_lib.ops.boxes import box_iou, nms
 
 CLOCK = time.process_time  # set by --clock
 

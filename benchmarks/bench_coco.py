@@ -1,4 +1,4 @@
-"""Benchmark course_lib.coco: building a COCO file from 1000 shapes images, and reading it back.
+"""Benchmark course_lib.data: building a COCO file from 1000 shapes images, and reading it back.
 
 Run: ``python benchmarks/bench_coco.py [--images 1000] [--workers 2]``. The shapes images are
 generated once under ``data/generated/shapes_bench_coco`` (not timed); then it times, printing
@@ -21,8 +21,10 @@ from pathlib import Path
 import torch
 from torchvision.transforms import v2
 
-from course_lib.coco import CocoInstanceDataset, build_coco_dataset, collate_fn, validate_coco
-from course_lib.shapes import CLASSES, shapes_split
+from course_lib.data.coco_build import build_coco_dataset
+from course_lib.data.coco_dataset import CocoInstanceDataset, collate_fn
+from course_lib.data.coco_validate import validate_coco
+from course_lib.data.shapes import CLASSES, shapes_split
 
 
 def augmentation() -> v2.Compose:

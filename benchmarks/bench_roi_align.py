@@ -22,7 +22,7 @@ import time
 import torch
 import torchvision
 
-from course_lib.roi_align import roi_align
+from course_lib.ops.roi_align import roi_align
 
 N, C, H, W = 2, 256, 50, 50
 NUM_BOXES = 512

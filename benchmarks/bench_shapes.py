@@ -6,7 +6,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from course_lib.shapes import make_shapes_dataset
+from course_lib.data.shapes import make_shapes_dataset
 
 
 def main(n: int = 1000) -> None:

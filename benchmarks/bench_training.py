@@ -30,11 +30,14 @@ os.environ.setdefault("COURSE_HEADLESS", "1")  # no progress bar output in the t
 
 import torch  # noqa: E402
 
-from course_lib.coco import CocoInstanceDataset, collate_fn, get_transform  # noqa: E402
-from course_lib.device import get_device  # noqa: E402
-from course_lib.engine import make_sgd, train_one_epoch  # noqa: E402
-from course_lib.model import get_instance_segmentation_model, load_course_model  # noqa: E402
-from course_lib.shapes import shapes_split  # noqa: E402
+from course_lib.data.coco_dataset import CocoInstanceDataset, collate_fn, get_transform  # noqa: E402
+from course_lib.data.shapes import shapes_split  # noqa: E402
+from course_lib.detection.course_model import (  # noqa: E402
+    get_instance_segmentation_model,
+    load_course_model,
+)
+from course_lib.training.engine import make_sgd, train_one_epoch  # noqa: E402
+from course_lib.utils.device import get_device  # noqa: E402
 
 
 def plain_loop(model, optimizer, loader, device):

@@ -1,0 +1,47 @@
+"""Checkers for 01_backbone_fpn's exercise.
+
+* ``check_fpn_merge``: C2..C5 and the FPN's lateral / output convs -> P2..P5, against
+  ``course_lib.fpn.fpn_merge`` (which gives the numbers of ``torchvision.ops.FeaturePyramidNetwork``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision.ops import FeaturePyramidNetwork
+
+from course_lib.course.checkers.core import Case, checker
+from course_lib.detection.backbone_utils import feature_shapes
+from course_lib.ops.feature_pyramid_network import fpn_merge
+
+__all__ = ["check_fpn_merge"]
+
+NOTEBOOK = "01_backbone_fpn"
+
+
+def _fpn_case(name: str, seed: int, image_size: tuple[int, int], channels: tuple[int, ...], out: int,
+              batch: int = 1) -> Case:
+    """Random C maps of the sizes a ResNet gives for ``image_size`` and a seeded torchvision FPN.
+    The global random state is left as it was, so a checker run does not change the notebook's numbers."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fpn = FeaturePyramidNetwork(list(channels), out).eval()
+        for p in fpn.parameters():
+            p.requires_grad_(False)
+        shapes = feature_shapes(image_size)
+        features = [torch.randn(batch, c, *shapes[f"C{k + 2}"]) for k, c in enumerate(channels)]
+    return Case(name, (features, fpn.inner_blocks, fpn.layer_blocks))
+
+
+def _cases() -> list[Case]:
+    return [_fpn_case("4 levels from a 128x128 image", 0, (128, 128), (8, 16, 32, 64), 12),
+            _fpn_case("odd image size 97x131 (a finer map is not exactly twice the coarser one)", 1, (97, 131),
+                      (8, 16, 32, 64), 12),
+            _fpn_case("a batch of 2 images, 64x96", 2, (64, 96), (4, 8, 16, 32), 6, batch=2),
+            _fpn_case("only 2 levels", 3, (64, 64), (8, 16), 5)]
+
+
+check_fpn_merge = checker(
+    "check_fpn_merge", fpn_merge, _cases, notebook=NOTEBOOK,
+    hint="Hint: start at the top, last = inner_blocks[-1](features[-1]); going down, add "
+         "F.interpolate(last, size=lateral.shape[-2:], mode='nearest') to the level's lateral map (size=, "
+         "not scale_factor=2); apply layer_blocks[i] to each merged map and return them finest first.")

@@ -1,0 +1,85 @@
+"""Checkers for 03_roi_align's exercises.
+"""
+
+import torch
+import torchvision
+
+from course_lib.course.checkers.core import Case, checker
+from course_lib.ops.poolers import assign_fpn_levels
+from course_lib.ops.roi_align import bilinear_interpolate
+
+__all__ = ["check_assign_fpn_levels", "check_bilinear_interpolate", "check_roi_align_one_box"]
+
+
+def _feature(shape, seed):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _bilinear_cases() -> list[Case]:
+    f = _feature((3, 5, 7), 0)  # H = 5 rows, W = 7 columns
+    points = [("a point between four cells", 2.3, 4.6),
+              ("a point exactly on a cell", 3.0, 2.0),
+              ("y in [-1, 0) is clamped to row 0", -0.4, 3.5),
+              ("x past the last column reads the last column alone", 1.5, 6.6),
+              ("the last cell itself", 4.0, 6.0),
+              ("x more than one cell right of the map reads 0", 2.0, 7.5),
+              ("y more than one cell above the map reads 0", -1.5, 2.0)]
+    return [Case(name, (f, y, x)) for name, y, x in points]
+
+
+def torchvision_roi_align_one_box(feature, box, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
+    """The reference: ``torchvision.ops.roi_align`` on a batch of one image and one box."""
+    return torchvision.ops.roi_align(feature[None], [box.reshape(1, 4).to(feature.dtype)], output_size,
+                                     spatial_scale, sampling_ratio, aligned)[0]
+
+
+def _roi_align_cases() -> list[Case]:
+    f = _feature((4, 12, 16), 1)  # a stride-4 map of a 48 x 64 image
+    t = torch.tensor
+    return [Case("box inside the map, 7x7 bins, 2x2 samples", (f, t([6.5, 5.2, 41.3, 30.8]), (7, 7), 0.25, 2, False)),
+            Case("non-square output (3, 5)", (f, t([2.0, 9.5, 60.2, 40.1]), (3, 5), 0.25, 2, False)),
+            Case("adaptive sampling (sampling_ratio=-1)", (f, t([1.2, 0.7, 62.9, 46.3]), (3, 4), 0.25, -1, False)),
+            Case("aligned=True", (f, t([10.3, 6.1, 35.8, 29.4]), (7, 7), 0.25, 2, True)),
+            Case("aligned=True with adaptive sampling", (f, t([4.4, 3.3, 55.5, 44.4]), (5, 5), 0.25, -1, True)),
+            Case("box partly outside the map", (f, t([-14.5, -9.3, 30.2, 20.6]), (7, 7), 0.25, 2, False)),
+            Case("box smaller than one cell (stretched to one cell)", (f, t([20.2, 20.6, 21.5, 22.1]), (2, 2), 0.25,
+                                                                       2, False)),
+            Case("spatial_scale 1 (a stride-1 map)", (f, t([2.6, 1.4, 13.1, 9.9]), (4, 4), 1.0, 2, False))]
+
+
+def _level_cases() -> list[Case]:
+    def squares(sizes):
+        s = torch.tensor(sizes, dtype=torch.float32)
+        return torch.stack([torch.full_like(s, 10.0), torch.full_like(s, 20.0), 10.0 + s, 20.0 + s], 1)
+
+    return [Case("COCO-sized boxes", (squares([40.0, 100.0, 150.0, 300.0, 600.0]),)),
+            Case("sizes exactly on the thresholds 112, 224, 448", (squares([112.0, 224.0, 448.0]),)),
+            Case("tiny and huge boxes are clamped to P2 and P5", (squares([2.0, 9.0, 2000.0, 5000.0]),)),
+            Case("non-square boxes use sqrt(w * h)",
+                 (torch.tensor([[0.0, 0.0, 448.0, 112.0], [5.0, 5.0, 55.0, 405.0]]),)),
+            Case("other levels: k_min=3, k_max=6", (squares([20.0, 150.0, 250.0, 900.0, 3000.0]),),
+                 dict(k_min=3, k_max=6)),
+            Case("other canonical scale and level", (squares([30.0, 64.0, 128.0, 500.0]),),
+                 dict(canonical_scale=64, canonical_level=3)),
+            Case("no boxes at all", (torch.zeros(0, 4),))]
+
+
+check_bilinear_interpolate = checker(
+    "check_bilinear_interpolate", bilinear_interpolate, _bilinear_cases, notebook="03_roi_align",
+    hint="Hint: return zeros when y < -1, y > H, x < -1 or x > W; clamp negative coordinates to 0; "
+         "y_low = int(y), and when y_low >= H - 1 use the last row for both y_low and y_high (same for x); "
+         "then mix the four cells with weights (1-ly)(1-lx), (1-ly)lx, ly(1-lx), ly*lx.")
+
+
+check_roi_align_one_box = checker(
+    "check_roi_align_one_box", torchvision_roi_align_one_box, _roi_align_cases, notebook="03_roi_align",
+    hint="Hint: per axis, start = coordinate * spatial_scale - (0.5 if aligned else 0); the length is end - start, "
+         "at least 1 when aligned is False; bin = length / bins; samples per bin = sampling_ratio, or "
+         "ceil(length / bins) when it is <= 0; sample s of bin i sits at start + i*bin + (s + 0.5) * bin / samples. "
+         "Average the linear_weights rows of a bin's samples, then einsum('ih,chw,jw->cij', Wy, feature, Wx).")
+
+
+check_assign_fpn_levels = checker(
+    "check_assign_fpn_levels", assign_fpn_levels, _level_cases, notebook="03_roi_align",
+    hint="Hint: s = sqrt((x2 - x1) * (y2 - y1)); k = floor(canonical_level + log2(s / canonical_scale) + 1e-6), "
+         "clamped to [k_min, k_max]; return k - k_min as int64.")

@@ -1,0 +1,74 @@
+"""Checkers for 04_heads_mask_branch's exercises.
+"""
+
+import torch
+
+from course_lib.course.checkers.core import Case, checker
+from course_lib.detection.roi_heads import maskrcnn_loss, paste_mask_in_image
+
+__all__ = ["check_maskrcnn_loss", "check_paste_mask"]
+
+
+def _blob_masks(n, size, g):
+    """``n`` random rectangles as (n, H, W) uint8 ground-truth masks."""
+    h, w = size
+    masks = torch.zeros(n, h, w, dtype=torch.uint8)
+    for i in range(n):
+        y0, x0 = int(torch.randint(0, h // 2, (1,), generator=g)), int(torch.randint(0, w // 2, (1,), generator=g))
+        y1 = y0 + int(torch.randint(4, h // 2, (1,), generator=g))
+        x1 = x0 + int(torch.randint(4, w // 2, (1,), generator=g))
+        masks[i, y0:y1, x0:x1] = 1
+    return masks
+
+
+def _loss_inputs(seed, props_per_image, num_classes=4, M=14, size=(32, 40), labels=None):
+    """Inputs of ``maskrcnn_loss`` for len(props_per_image) images with that many positive proposals each."""
+    g = torch.Generator().manual_seed(seed)
+    proposals, gt_masks, gt_labels, matched = [], [], [], []
+    for i, p in enumerate(props_per_image):
+        n_gt = 3
+        gt_masks.append(_blob_masks(n_gt, size, g))
+        gt_labels.append(torch.tensor(labels[i]) if labels else torch.randint(1, num_classes, (n_gt,), generator=g))
+        xy = torch.rand(p, 2, generator=g) * torch.tensor([size[1] * 0.6, size[0] * 0.6])
+        proposals.append(torch.cat([xy, xy + 4 + torch.rand(p, 2, generator=g) * 14], 1))
+        matched.append(torch.randint(0, n_gt, (p,), generator=g))
+    logits = torch.randn(sum(props_per_image), num_classes, M, M, generator=g)
+    return logits, proposals, gt_masks, gt_labels, matched
+
+
+def _loss_cases() -> list[Case]:
+    return [Case("one image, 5 positive proposals", _loss_inputs(0, [5])),
+            Case("two images", _loss_inputs(1, [4, 3])),
+            Case("labels not in channel order", _loss_inputs(2, [6], labels=[[3, 1, 2]])),
+            Case("28x28 masks, 2 classes", _loss_inputs(3, [3], num_classes=2, M=28)),
+            Case("one image without proposals", _loss_inputs(4, [0, 4])),
+            Case("no proposals at all (loss 0, not NaN)", _loss_inputs(5, [0]))]
+
+
+def _paste_cases() -> list[Case]:
+    g = torch.Generator().manual_seed(0)
+    m28 = torch.rand(28, 28, generator=g)
+    m14 = torch.rand(14, 14, generator=g)
+    t = torch.tensor
+    return [Case("box inside the image", (m28, t([10.3, 12.7, 50.2, 40.9]), (64, 80))),
+            Case("box over the left and top edges", (m28, t([-8.5, -5.2, 30.1, 25.3]), (64, 80))),
+            Case("box over the right and bottom edges", (m28, t([60.0, 40.5, 95.2, 70.4]), (64, 80))),
+            Case("a small box (3 x 2 pixels)", (m28, t([20.2, 30.4, 23.1, 32.3]), (64, 80))),
+            Case("padding=0", (m28, t([10.3, 12.7, 50.2, 40.9]), (64, 80)), dict(padding=0)),
+            Case("a 14x14 mask, padding=2", (m14, t([5.5, 6.5, 30.5, 20.5]), (40, 48)), dict(padding=2)),
+            Case("box wholly outside the image", (m28, t([90.0, 70.0, 120.0, 99.0]), (64, 80)))]
+
+
+check_maskrcnn_loss = checker(
+    "check_maskrcnn_loss", maskrcnn_loss, _loss_cases, notebook="04_heads_mask_branch",
+    hint="Hint: labels = cat of gt_labels[i][mask_matched_idxs[i]]; targets = cat of "
+         "project_masks_on_boxes(gt_masks[i], proposals[i], mask_matched_idxs[i], M); if there are no targets "
+         "return mask_logits.sum() * 0; otherwise binary_cross_entropy_with_logits(mask_logits[arange(P), labels], "
+         "targets).")
+
+
+check_paste_mask = checker(
+    "check_paste_mask", paste_mask_in_image, _paste_cases, notebook="04_heads_mask_branch",
+    hint="Hint: pad the mask with `padding` zeros, grow the box by (M + 2*padding) / M with expand_boxes and "
+         "truncate it with .to(torch.int64); resize to (y2 - y1 + 1, x2 - x1 + 1) (at least 1) with "
+         "F.interpolate(..., mode='bilinear', align_corners=False); copy only the part inside the image.")

@@ -1,0 +1,103 @@
+"""Checkers for 05_coco_dataset's exercises.
+
+* ``check_mask_to_coco_annotation``: one binary mask -> one COCO annotation (RLE, area, xywh bbox),
+  against ``course_lib.coco.mask_to_annotation``.
+* ``check_instance_map_to_target``: an instance-id map and its categories -> the target dict a
+  torchvision Mask R-CNN trains on, against ``instance_map_to_target`` below.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from course_lib.course.checkers.core import Case, checker
+from course_lib.data.masks import mask_to_annotation
+from course_lib.data.shapes import render_sample
+
+__all__ = ["check_instance_map_to_target", "check_mask_to_coco_annotation"]
+
+NOTEBOOK = "05_coco_dataset"
+
+
+def reference_mask_to_annotation(mask: np.ndarray, ann_id: int, image_id: int, category_id: int) -> dict:
+    """The library's answer: RLE segmentation with ``counts`` as str, pycocotools' area and bbox, iscrowd 0."""
+    return mask_to_annotation(mask, ann_id, image_id, category_id)
+
+
+def _annotation_cases() -> list[Case]:
+    square = np.zeros((32, 32), bool)
+    square[5:17, 8:26] = True
+    pixel = np.zeros((10, 12), bool)
+    pixel[7, 3] = True
+    corner = np.zeros((20, 30), bool)  # wider than tall: a swapped (h, w) or (x, y) shows up
+    corner[12:, 21:] = True
+    ring = np.zeros((16, 16), bool)
+    ring[2:14, 2:14] = True
+    ring[5:11, 5:11] = False
+    parts = np.zeros((24, 40), bool)
+    parts[3:8, 2:9] = True
+    parts[15:22, 30:38] = True
+    png = np.zeros((12, 18), np.uint8)  # how many tools save a binary mask: 0 and 255
+    png[4:10, 1:6] = 255
+    triangle = render_sample(5, 0, size=(48, 64)).masks[0]
+    return [Case("a filled rectangle", (square, 1, 1, 2)),
+            Case("a single pixel", (pixel, 7, 3, 1)),
+            Case("touching the bottom-right corner of a 30x20 image", (corner, 2, 9, 3)),
+            Case("a ring: the hole is not part of the area", (ring, 4, 2, 1)),
+            Case("two separate parts make one annotation", (parts, 5, 2, 2)),
+            Case("a uint8 mask stored as 0/255", (png, 6, 4, 1)),
+            Case("a real shape from the shapes data", (triangle, 11, 8, 3))]
+
+
+check_mask_to_coco_annotation = checker(
+    "check_mask_to_coco_annotation", reference_mask_to_annotation, _annotation_cases, notebook=NOTEBOOK,
+    hint="Hint: rle = mask_utils.encode(np.asfortranarray(mask != 0, dtype=np.uint8)) (pycocotools wants a "
+         "Fortran-ordered uint8 array); area = float(mask_utils.area(rle)), bbox = [float(v) for v in "
+         "mask_utils.toBbox(rle)] (x, y, width, height); decode rle['counts'] to a str so json.dump accepts "
+         "it; and add iscrowd 0.")
+
+
+def instance_map_to_target(instance_map: torch.Tensor, categories: dict[int, int]) -> dict:
+    """(H, W) integer map (0 = background, k = instance k) + {k: category id} -> a torchvision target.
+
+    Instances are the non-zero ids present in the map, in increasing order. ``boxes`` (N, 4) float32
+    are ``(x1, y1, x2, y2)`` pixel edges, so a box equals COCO's ``[x, y, x + w, y + h]``: the pixel at
+    column x spans x to x + 1. ``labels`` (N,) int64, ``masks`` (N, H, W) uint8.
+    """
+    ids = torch.unique(instance_map)
+    ids = ids[ids != 0]
+    masks = (instance_map[None] == ids[:, None, None]).to(torch.uint8)
+    boxes = torch.zeros((len(ids), 4), dtype=torch.float32)
+    for i, m in enumerate(masks):
+        ys, xs = torch.nonzero(m, as_tuple=True)
+        boxes[i] = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
+    labels = torch.tensor([categories[int(k)] for k in ids], dtype=torch.int64)
+    return {"boxes": boxes, "labels": labels, "masks": masks}
+
+
+def _target_cases() -> list[Case]:
+    shapes = render_sample(3, 1, size=(48, 64))
+    shapes_cats = {k: 1 + (k % 3) for k in range(1, len(shapes.labels) + 1)}
+    border = torch.zeros((20, 30), dtype=torch.uint8)
+    border[12:, 25:] = 1  # touches the right and the bottom edge: x2 = 30, y2 = 20
+    border[0:3, 0:4] = 2  # touches the top-left corner: x1 = y1 = 0
+    gaps = torch.zeros((16, 16), dtype=torch.uint8)
+    gaps[1:4, 9:15] = 9
+    gaps[6:10, 2:5] = 1
+    gaps[12:15, 6:8] = 4
+    pixel = torch.zeros((8, 8), dtype=torch.uint8)
+    pixel[5, 2] = 3
+    return [Case("shapes image with several instances", (torch.from_numpy(shapes.instance_map), shapes_cats)),
+            Case("no instances: an all-background map", (torch.zeros((20, 30), dtype=torch.uint8), {})),
+            Case("instances touching the image border", (border, {1: 2, 2: 1})),
+            Case("instance ids with gaps (1, 4, 9)", (gaps, {1: 3, 4: 1, 9: 2})),
+            Case("a one-pixel instance", (pixel, {3: 1}))]
+
+
+check_instance_map_to_target = checker(
+    "check_instance_map_to_target", instance_map_to_target, _target_cases, notebook=NOTEBOOK,
+    hint="Hint: ids = torch.unique(instance_map) without 0; masks = (instance_map[None] == ids[:, None, None]) "
+         "as uint8; each box is [x_min, y_min, x_max + 1, y_max + 1] as float32 (torchvision.ops.masks_to_boxes "
+         "gives x_max, not x_max + 1); labels[i] = categories[int(ids[i])] as int64; with no instances return "
+         "shapes (0, 4), (0,) and (0, H, W).")

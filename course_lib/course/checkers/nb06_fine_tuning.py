@@ -1,0 +1,100 @@
+"""Checkers for 06_fine_tuning's exercises.
+"""
+
+import torch
+from torchvision.models.detection import MaskRCNN
+
+from course_lib.course.checkers.core import Case, checker, registry, run_checks
+from course_lib.detection.course_model import (
+    build_course_model,
+    get_instance_segmentation_model,
+)
+from course_lib.training.error_analysis import mask_iou
+
+__all__ = ["check_get_instance_segmentation_model", "check_mask_iou"]
+
+NOTEBOOK = "06_fine_tuning"
+
+
+def _resnet50():
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    return maskrcnn_resnet50_fpn(weights=None, weights_backbone=None)  # offline, random weights
+
+
+def _head_summary(model) -> dict | str:
+    """What a head replacement must get right, as plain values the checker can compare."""
+    if not isinstance(model, MaskRCNN):
+        return f"a MaskRCNN model ({type(model).__name__} returned)"
+    heads = model.roi_heads
+    box, mask = heads.box_predictor, heads.mask_predictor
+    rest = sum(float(p.detach().double().abs().sum()) for n, p in model.named_parameters() if "predictor" not in n)
+    return {"box_predictor": type(box).__name__, "mask_predictor": type(mask).__name__,
+            "cls_score": tuple(box.cls_score.weight.shape), "bbox_pred": tuple(box.bbox_pred.weight.shape),
+            "conv5_mask": tuple(mask.conv5_mask.weight.shape),
+            "mask_fcn_logits": tuple(mask.mask_fcn_logits.weight.shape),
+            "sum of |weights| outside the predictors": rest}
+
+
+def _summarised(fn):
+    def run(builder, num_classes):
+        with torch.random.fork_rng():  # the same untrained model for the learner and the reference
+            torch.manual_seed(0)
+            model = builder()
+        return _head_summary(fn(num_classes, model))
+
+    return run
+
+
+def _head_cases() -> list[Case]:
+    return [Case("course model, 4 classes (3 new shapes + background)", (build_course_model, 4)),
+            Case("course model, 2 classes (one class + background)", (build_course_model, 2)),
+            Case("course model, 11 classes", (build_course_model, 11)),
+            Case("torchvision maskrcnn_resnet50_fpn, 4 classes", (_resnet50, 4))]
+
+
+def check_get_instance_segmentation_model(fn):
+    """Check a learner's ``get_instance_segmentation_model(num_classes, model)``; return the one to use."""
+    result = run_checks(
+        "check_get_instance_segmentation_model", _summarised(fn), _summarised(get_instance_segmentation_model),
+        _head_cases(), notebook=NOTEBOOK,
+        hint="Hint: read in_features off model.roi_heads.box_predictor.cls_score and build "
+             "FastRCNNPredictor(in_features, num_classes); read the mask predictor's width off "
+             "model.roi_heads.mask_predictor.conv5_mask (in_channels, out_channels) and build "
+             "MaskRCNNPredictor(in_channels, hidden, num_classes); leave every other layer as it is and "
+             "return the model. num_classes already counts the background.")
+    return fn if result else get_instance_segmentation_model
+
+
+check_get_instance_segmentation_model.reference = get_instance_segmentation_model
+
+
+check_get_instance_segmentation_model.cases = _head_cases
+
+
+registry.setdefault(NOTEBOOK, []).append("check_get_instance_segmentation_model")
+
+
+def _random_masks(n: int, seed: int, p: float = 0.5, size=(24, 32)) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, *size, generator=g) < p
+
+
+def _mask_cases() -> list[Case]:
+    a, b = _random_masks(5, 0, 0.4), _random_masks(3, 1, 0.6)
+    with_empty = _random_masks(4, 2)
+    with_empty[1] = False
+    left = torch.zeros(1, 24, 32, dtype=torch.bool)
+    left[:, :, :16] = True
+    return [Case("random masks, 5 x 3", (a, b)),
+            Case("a set against itself (diagonal = 1)", (b, b)),
+            Case("no masks on one side", (a[:0], b)),
+            Case("an empty mask (IoU 0, not NaN)", (with_empty, with_empty)),
+            Case("disjoint halves", (left, ~left))]
+
+
+check_mask_iou = checker(
+    "check_mask_iou", mask_iou, _mask_cases, notebook=NOTEBOOK,
+    hint="Hint: flatten to (N, H*W) and (M, H*W) floats; the intersections are one matrix product "
+         "(a @ b.T); union = area_a[:, None] + area_b[None, :] - intersection; where the union is 0 "
+         "return 0. The result is (N, M) float32.")

@@ -1,0 +1,137 @@
+"""COCO instance files: building them from masks, checking them, and a torch ``Dataset`` that reads them.
+Taught in: 05_coco_dataset (used from 00_overview on).
+
+Box formats: COCO stores ``bbox`` as ``[x, y, width, height]``; the ``Dataset`` returns torchvision's
+``(x1, y1, x2, y2)``. ``area`` and ``bbox`` are always computed by pycocotools from the mask, so
+they agree with what ``COCOeval`` uses.
+
+Segmentations are RLE (``{"size": [h, w], "counts": str}``) or polygons (``[[x1, y1, x2, y2, ...], ...]``).
+The polygons written here trace the pixel edges, so pycocotools decodes them to exactly the original mask
+(holes included). Crowd regions (``iscrowd=1``) are always written as RLE.
+
+Every problem in the input is an error that names its file and instance: nothing is dropped silently,
+and a failed build writes no file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from pycocotools.coco import COCO
+from torchvision import tv_tensors
+
+
+def load_coco(ann_file: str | Path) -> COCO:
+    """``pycocotools.coco.COCO`` without its progress prints."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(str(ann_file))
+
+
+def to_rgb_uint8(im: Image.Image) -> np.ndarray:
+    """Any PIL image -> (H, W, 3) uint8 RGB.
+
+    Grayscale is repeated in 3 channels, palette images go through their palette, alpha is dropped
+    (not composited), and 16-bit images (``I;16*``, ``I``) are scaled from 0..65535 to 0..255. EXIF
+    orientation is not applied: COCO coordinates refer to the stored pixels, as in ``CocoDetection``.
+    """
+    if im.mode.startswith("I"):
+        a = np.asarray(im).astype(np.float32)
+        a = np.round(np.clip(a, 0, 65535) / 257).astype(np.uint8)
+        return np.repeat(a[..., None], 3, axis=2)
+    if im.mode in ("P", "PA"):
+        im = im.convert("RGBA")  # via RGBA: PIL warns about palette transparency otherwise
+    return np.array(im.convert("RGB"))  # a writable copy, for torch.from_numpy
+
+
+class CocoInstanceDataset(torch.utils.data.Dataset):
+    """COCO instances as ``(image, target)`` pairs in torchvision's detection format.
+
+    ``root`` is the folder the ``file_name`` entries are relative to (as in ``CocoDetection``).
+    ``image`` is a ``tv_tensors.Image`` (3, H, W) uint8 RGB (see ``to_rgb_uint8`` for grayscale,
+    palette, RGBA and 16-bit files); ``target`` holds ``boxes`` (``tv_tensors.BoundingBoxes``, (N, 4)
+    float XYXY; (0, 4) for an image without instances), ``labels`` (N,) int64, ``masks``
+    (``tv_tensors.Mask``, (N, H, W) uint8), ``image_id`` int, ``area`` (N,) float, ``iscrowd`` (N,)
+    int64. ``transforms`` (e.g. ``torchvision.transforms.v2``) get ``(image, target)`` together so
+    that boxes and masks move with the image.
+
+    Crowd regions (``iscrowd=1``) are kept in the target by default, flagged by ``iscrowd``.
+    torchvision's detection models do not read ``iscrowd`` and would learn a crowd as one object,
+    so pass ``drop_crowd=True`` for training, as torchvision's reference scripts do. Evaluation is
+    unaffected either way: ``COCOeval`` reads crowds from the annotation file.
+
+    A missing or unreadable image, or one whose size differs from the JSON's, raises an error
+    naming the file and the image id. Run ``validate_coco`` first to check a whole file at once.
+    """
+
+    def __init__(self, root: str | Path, ann_file: str | Path, transforms: Callable | None = None,
+                 drop_crowd: bool = False):
+        self.root = Path(root)
+        self.ann_file = Path(ann_file)
+        self.coco = load_coco(ann_file)
+        self.ids = sorted(self.coco.imgs)
+        self.transforms = transforms
+        self.drop_crowd = drop_crowd
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def load_image(self, image_id: int) -> tv_tensors.Image:
+        info = self.coco.imgs[image_id]
+        path = self.root / info["file_name"]
+        where = f"image id {image_id} of {self.ann_file.name}"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: image file not found ({where}; root is {self.root})")
+        try:
+            with Image.open(path) as im:
+                rgb = to_rgb_uint8(im)
+        except Exception as e:  # noqa: BLE001
+            raise OSError(f"{path}: cannot read the image ({where}): {type(e).__name__}: {e}") from e
+        if rgb.shape[:2] != (info["height"], info["width"]):
+            raise ValueError(f"{path}: the image is {rgb.shape[1]}x{rgb.shape[0]} (WxH) but {where} "
+                             f"says {info['width']}x{info['height']}")
+        return tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1))
+
+    def load_target(self, image_id: int, canvas_size: tuple[int, int]) -> dict:
+        anns = self.coco.imgToAnns.get(image_id, [])
+        if self.drop_crowd:
+            anns = [a for a in anns if not a.get("iscrowd", 0)]
+        h, w = canvas_size
+        boxes = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy
+        masks = np.stack([self.coco.annToMask(a) for a in anns]) if anns else np.zeros((0, h, w), np.uint8)
+        return {
+            "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
+            "labels": torch.tensor([a["category_id"] for a in anns], dtype=torch.int64),
+            "masks": tv_tensors.Mask(torch.from_numpy(masks)),
+            "image_id": int(image_id),
+            "area": torch.tensor([a["area"] for a in anns], dtype=torch.float32),
+            "iscrowd": torch.tensor([a.get("iscrowd", 0) for a in anns], dtype=torch.int64),
+        }
+
+    def __getitem__(self, idx: int):
+        image_id = self.ids[idx]
+        image = self.load_image(image_id)
+        target = self.load_target(image_id, tuple(image.shape[-2:]))
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        return image, target
+
+
+def collate_fn(batch):
+    """Detection batches are lists: images differ in size and targets in length."""
+    return tuple(zip(*batch))
+
+
+def get_transform(train: bool):
+    """The course's standard ``transforms.v2`` pipeline: random flip when training, then float [0, 1]."""
+    from torchvision.transforms import v2
+
+    steps = [v2.RandomHorizontalFlip(0.5)] if train else []
+    steps.append(v2.ToDtype(torch.float32, scale=True))
+    return v2.Compose(steps)

@@ -1,0 +1,156 @@
+"""The Region Proposal Network from scratch: matching, sampling, the head, proposals, recall.
+Taught in: 02_anchors_rpn
+
+Boxes are ``(x1, y1, x2, y2)`` in pixels. Each piece gives the same result as its torchvision
+namesake in ``torchvision.models.detection``: ``_utils.Matcher``,
+``_utils.BalancedPositiveNegativeSampler``, ``rpn.RPNHead``, ``rpn.concat_box_prediction_layers``,
+``RegionProposalNetwork.assign_targets_to_anchors`` (here ``assign_targets_to_anchors``) and
+``RegionProposalNetwork.filter_proposals``. ``proposal_recall`` is the course's own measure.
+"""
+
+import torch
+from torch import Tensor, nn
+
+from course_lib.detection._utils import Matcher
+from course_lib.ops.boxes import (
+    batched_nms,
+    box_iou,
+    clip_boxes_to_image,
+    remove_small_boxes,
+)
+
+
+class RPNHead(nn.Module):
+    """The RPN head: a shared 3x3 conv + ReLU, then two 1x1 convs per cell.
+
+    For each level's features (B, C, H, W) it gives objectness logits (B, A, H, W) and box
+    deltas (B, 4A, H, W), A = ``num_anchors`` per cell. Parameter names and initialisation (normal,
+    std 0.01, bias 0, drawn in the same order) are torchvision's, so state_dicts are interchangeable
+    and the same seed gives the same weights.
+    """
+
+    def __init__(self, in_channels: int, num_anchors: int, conv_depth: int = 1):
+        super().__init__()
+        # Nested Sequential only to get torchvision's parameter names: conv.0.0.weight, ...
+        self.conv = nn.Sequential(*[
+            nn.Sequential(nn.Conv2d(in_channels, in_channels, 3, padding=1), nn.ReLU(inplace=True))
+            for _ in range(conv_depth)])
+        self.cls_logits = nn.Conv2d(in_channels, num_anchors, kernel_size=1)
+        self.bbox_pred = nn.Conv2d(in_channels, num_anchors * 4, kernel_size=1)
+        for layer in self.modules():
+            if isinstance(layer, nn.Conv2d):
+                nn.init.normal_(layer.weight, std=0.01)
+                nn.init.constant_(layer.bias, 0)
+
+    def forward(self, x: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        logits, bbox_reg = [], []
+        for feature in x:
+            t = self.conv(feature)
+            logits.append(self.cls_logits(t))
+            bbox_reg.append(self.bbox_pred(t))
+        return logits, bbox_reg
+
+
+def permute_and_flatten(layer: Tensor, N: int, A: int, C: int, H: int, W: int) -> Tensor:
+    """(N, A*C, H, W) -> (N, H*W*A, C): the order of the anchors (cell by cell, A per cell)."""
+    return layer.view(N, -1, C, H, W).permute(0, 3, 4, 1, 2).reshape(N, -1, C)
+
+
+def concat_box_prediction_layers(box_cls: list[Tensor], box_regression: list[Tensor]):
+    """Head outputs of all levels -> objectness ``(N * total_anchors, 1)`` and deltas
+    ``(N * total_anchors, 4)``, image-major, in the same order as the anchors."""
+    cls_flat, reg_flat = [], []
+    for cls, reg in zip(box_cls, box_regression):
+        N, AxC, H, W = cls.shape
+        A = reg.shape[1] // 4
+        cls_flat.append(permute_and_flatten(cls, N, A, AxC // A, H, W))
+        reg_flat.append(permute_and_flatten(reg, N, A, 4, H, W))
+    return torch.cat(cls_flat, dim=1).flatten(0, -2), torch.cat(reg_flat, dim=1).reshape(-1, 4)
+
+
+def assign_targets_to_anchors(anchors: Tensor, gt_boxes: Tensor, matcher: Matcher) -> tuple[Tensor, Tensor]:
+    """RPN training labels for one image: anchors (N, 4), gt_boxes (M, 4) ->
+    labels (N,) float32 (1 object, 0 background, -1 ignored) and matched gt boxes (N, 4).
+
+    torchvision's ``assign_targets_to_anchors``. With no gt box every anchor is background; an
+    anchor that is not positive gets gt box 0 as a placeholder (never used: no box loss there).
+    """
+    if gt_boxes.numel() == 0:
+        return (torch.zeros((anchors.shape[0],), dtype=torch.float32, device=anchors.device),
+                torch.zeros(anchors.shape, dtype=torch.float32, device=anchors.device))
+    matched_idxs = matcher(box_iou(gt_boxes, anchors))
+    # clamp: -1 / -2 are not valid indices
+    matched_gt_boxes = gt_boxes[matched_idxs.clamp(min=0)]
+    labels = (matched_idxs >= 0).to(dtype=torch.float32)
+    labels[matched_idxs == Matcher.BELOW_LOW_THRESHOLD] = 0.0
+    labels[matched_idxs == Matcher.BETWEEN_THRESHOLDS] = -1.0
+    return labels, matched_gt_boxes
+
+
+def filter_proposals(proposals: Tensor, objectness: Tensor, image_shapes: list[tuple[int, int]],
+                     num_anchors_per_level: list[int], pre_nms_top_n: int, post_nms_top_n: int,
+                     nms_thresh: float, score_thresh: float = 0.0, min_size: float = 1e-3):
+    """From decoded anchors to proposals, per image (torchvision's ``filter_proposals``).
+
+    ``proposals`` (B, N, 4) and ``objectness`` logits (B, N) (any shape with B*N elements), N =
+    anchors of all levels in anchor order; ``image_shapes``: (height, width) of each image before
+    padding. Steps: the ``pre_nms_top_n`` best anchors of each level; sigmoid; clip to the image;
+    drop boxes with a side < ``min_size``; drop scores < ``score_thresh``; NMS per level; the
+    ``post_nms_top_n`` best. Returns lists (one per image) of boxes (K, 4) and scores (K,).
+    """
+    num_images = proposals.shape[0]
+    device = proposals.device
+    objectness = objectness.detach().reshape(num_images, -1)
+    levels = torch.cat([torch.full((n,), idx, dtype=torch.int64, device=device)
+                        for idx, n in enumerate(num_anchors_per_level)])
+    levels = levels.reshape(1, -1).expand_as(objectness)
+
+    # Top-k per level, not overall: the many small-anchor levels would crowd out the big ones.
+    top_n_idx, offset = [], 0
+    for ob in objectness.split(num_anchors_per_level, 1):
+        top_n_idx.append(ob.topk(min(pre_nms_top_n, ob.shape[1]), dim=1)[1] + offset)
+        offset += ob.shape[1]
+    top_n_idx = torch.cat(top_n_idx, dim=1)
+    batch_idx = torch.arange(num_images, device=device)[:, None]
+    objectness = objectness[batch_idx, top_n_idx]
+    levels = levels[batch_idx, top_n_idx]
+    proposals = proposals[batch_idx, top_n_idx]
+    objectness_prob = torch.sigmoid(objectness)
+
+    final_boxes, final_scores = [], []
+    for boxes, scores, lvl, img_shape in zip(proposals, objectness_prob, levels, image_shapes):
+        boxes = clip_boxes_to_image(boxes, img_shape)
+        keep = remove_small_boxes(boxes, min_size)
+        boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
+        keep = torch.where(scores >= score_thresh)[0]
+        boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
+        keep = batched_nms(boxes, scores, lvl, nms_thresh)[:post_nms_top_n]
+        final_boxes.append(boxes[keep])
+        final_scores.append(scores[keep])
+    return final_boxes, final_scores
+
+
+def proposal_recall(proposals, gt_boxes, iou_thresholds=(0.5, 0.7), counts=(10, 100, 1000)) -> Tensor:
+    """Recall of the best ``count`` proposals: the fraction of gt boxes that some proposal among
+    the first ``count`` covers with IoU >= ``threshold``.
+
+    ``proposals``: (P, 4), sorted by decreasing score (as ``filter_proposals`` returns them);
+    ``gt_boxes``: (M, 4); or lists of those, one per image (recall over all gt boxes).
+    Returns ``(len(counts), len(iou_thresholds))`` float32; nan when there is no gt box.
+    """
+    if isinstance(proposals, Tensor):
+        proposals, gt_boxes = [proposals], [gt_boxes]
+    thresholds = torch.as_tensor(iou_thresholds, dtype=torch.float32)
+    found = torch.zeros(len(counts), len(thresholds))
+    total = 0
+    for props, gt in zip(proposals, gt_boxes):
+        total += len(gt)
+        if len(gt) == 0 or len(props) == 0:
+            continue
+        # best[g, j]: best IoU of gt box g among the first j+1 proposals.
+        best = box_iou(gt.float(), props[:max(counts)].float()).cummax(dim=1).values
+        for i, count in enumerate(counts):
+            if count > 0:
+                best_at_count = best[:, min(count, best.shape[1]) - 1]
+                found[i] += (best_at_count[:, None] >= thresholds[None, :]).sum(dim=0)
+    return found / total if total else torch.full_like(found, float("nan"))

@@ -1,0 +1,131 @@
+"""Pictures: detections, targets, image grids and the pipeline diagram. Used in: every notebook.
+
+Drawing on images uses ``torchvision.utils.draw_bounding_boxes`` / ``draw_segmentation_masks``;
+figures use matplotlib. Images are (3, H, W) tensors, uint8 or float in [0, 1].
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.patches import Rectangle
+from torch import Tensor
+from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+
+# One colour per class index, reused across notebooks so a class looks the same everywhere.
+PALETTE = ["#000000", "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
+           "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#800000", "#808000", "#000075"]
+
+
+def to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) float in [0, 1] or uint8 -> uint8 on the CPU."""
+    image = image.detach().cpu()
+    return image if image.dtype == torch.uint8 else (image.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def colour(label: int) -> str:
+    return PALETTE[int(label) % len(PALETTE)]
+
+
+def draw_instances(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor | None,
+                   class_names: list[str], scores: torch.Tensor | None = None, alpha: float = 0.45,
+                   width: int = 1) -> torch.Tensor:
+    """Boxes (N, 4) xyxy, labels (N,), masks (N, H, W) bool or None -> a uint8 (3, H, W) picture."""
+    canvas = to_uint8(image)
+    colours = [colour(lab) for lab in labels.tolist()]
+    if masks is not None and len(masks):
+        canvas = draw_segmentation_masks(canvas, masks.bool().cpu(), alpha=alpha, colors=colours)
+    names = [class_names[lab] if lab < len(class_names) else str(lab) for lab in labels.tolist()]
+    if scores is not None:
+        names = [f"{n} {s:.2f}" for n, s in zip(names, scores.tolist())]
+    if len(boxes):
+        canvas = draw_bounding_boxes(canvas, boxes.cpu(), labels=names, colors=colours, width=width)
+    return canvas
+
+
+def draw_detections(image: torch.Tensor, output: dict, class_names: list[str], score_threshold: float = 0.5,
+                    mask_threshold: float = 0.5) -> torch.Tensor:
+    """A model's output dict drawn on its image (detections below ``score_threshold`` left out)."""
+    keep = output["scores"] >= score_threshold
+    masks = output["masks"][keep, 0] > mask_threshold if "masks" in output else None
+    return draw_instances(image, output["boxes"][keep], output["labels"][keep], masks, class_names,
+                          output["scores"][keep])
+
+
+def draw_target(image: torch.Tensor, target: dict, class_names: list[str]) -> torch.Tensor:
+    """A ground-truth target dict (boxes, labels, masks) drawn on its image."""
+    return draw_instances(image, torch.as_tensor(target["boxes"]), target["labels"], target.get("masks"),
+                          class_names)
+
+
+def show_images(images: list[torch.Tensor], titles: list[str] | None = None, ncols: int = 4,
+                size: float = 3.0, suptitle: str | None = None):
+    """A grid of (3, H, W) or (H, W) tensors; returns the matplotlib figure."""
+    n = len(images)
+    ncols = min(ncols, n)
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, img in enumerate(images):
+        ax = axes.flat[i]
+        img = img.detach().cpu()
+        if img.ndim == 3:
+            ax.imshow(to_uint8(img).permute(1, 2, 0).numpy())
+        else:
+            ax.imshow(img.float().numpy(), cmap="viridis")
+        if titles:
+            ax.set_title(titles[i], fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def plot_boxes(ax, image: Tensor, boxes: Tensor, colours: list[str], texts: list[str] | None = None,
+               legend: list[str] | None = None, styles: list[str] | None = None, lw: float = 1.5,
+               alpha: float = 1.0, zoom: tuple[float, float, float, float] | None = None, title: str = ""):
+    """Draw an image and boxes on a matplotlib axis (crisper than drawing on a small image's pixels).
+
+    ``texts`` go on the boxes, ``legend`` into a legend beside the picture; ``zoom`` = (x1, y1, x2, y2)
+    shows only that part of the image.
+    """
+    from matplotlib.patches import Rectangle
+
+    from course_lib.lessons.draw import to_uint8
+
+    ax.imshow(to_uint8(image).permute(1, 2, 0).numpy())
+    for i, (x1, y1, x2, y2) in enumerate(torch.as_tensor(boxes).tolist()):
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=colours[i], lw=lw, alpha=alpha,
+                               ls=styles[i] if styles else "-", label=legend[i] if legend else None))
+        if texts and texts[i]:
+            ax.text(x1 + 0.5, y1 + 0.5, texts[i], fontsize=7, color="white", va="top", ha="left",
+                    bbox=dict(fc=colours[i], alpha=0.8, lw=0, pad=1))
+    if zoom is not None:
+        ax.set_xlim(zoom[0], zoom[2])
+        ax.set_ylim(zoom[3], zoom[1])
+    if legend:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+
+
+POS, NEU, NEG, GT = "#2ca02c", "#ffbf00", "#d62728", "#ffffff"  # colours: positive, neutral, negative, gt
+
+
+def _show(ax, image: Tensor, grey: bool = False) -> None:
+    img = to_uint8(image).permute(1, 2, 0).float() / 255
+    if grey:
+        img = img.mean(dim=2, keepdim=True).expand(-1, -1, 3) * 0.8 + 0.1
+    ax.imshow(img.numpy(), extent=(0, image.shape[-1], image.shape[-2], 0))
+
+
+def _box(ax, box, colour, lw=1.5, ls="-", alpha=1.0, fill=False, **kw):
+    x1, y1, x2, y2 = [float(v) for v in box]
+    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=fill, ec=colour, fc=colour if fill else "none",
+                           lw=lw, ls=ls, alpha=alpha, **kw))
+
+
+def _axes(n: int, size: float = 3.0, nrows: int = 1):
+    fig, axes = plt.subplots(nrows, n, figsize=(size * n, size * nrows + 0.3), squeeze=False)
+    return fig, axes

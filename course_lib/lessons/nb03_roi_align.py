@@ -1,0 +1,302 @@
+"""RoIPool, RoIAlign, FPN level assignment and multi-scale RoIAlign, written from scratch.
+
+Taught in: 03_roi_align
+
+Every function here agrees with its torchvision counterpart to 1e-5 (float32):
+
+| course_lib                 | torchvision                                   |
+|----------------------------|-----------------------------------------------|
+| ``roi_pool``               | ``torchvision.ops.roi_pool``                  |
+| ``roi_align``              | ``torchvision.ops.roi_align``                 |
+| ``assign_fpn_levels``      | ``torchvision.ops.poolers.LevelMapper``       |
+| ``multiscale_roi_align``   | ``torchvision.ops.MultiScaleRoIAlign``        |
+
+Boxes are ``(x1, y1, x2, y2)`` in input-image pixels; ``spatial_scale`` maps them onto the
+feature map (0.25 for a stride-4 map). They come either as one ``(K, 5)`` tensor whose first
+column is the batch index, or as a list with one ``(Ki, 4)`` tensor per image.
+
+The key idea of ``roi_align``: bilinear sampling and the average over the samples of a bin are
+separable in y and x. For one box the ``(C, out_h, out_w)`` output is
+
+    out[c] = Wy @ F[c] @ Wx.T
+
+where ``F`` is the ``(C, H, W)`` feature map of the box's image and ``Wy`` (out_h, H) and
+``Wx`` (out_w, W) are small interpolation-weight matrices: row ``i`` of ``Wy`` holds the
+bilinear weights of the bin's sample rows, already divided by the number of samples
+(``roi_align_weights`` returns them, to look at or to check with ``torch.einsum``).
+
+Each row of Wy and Wx is non-zero only on a short band of consecutive cells, the ones the
+bin's samples touch, so ``roi_align`` does not multiply the dense matrices (mostly zeros: ~25x
+more work for 7x7 bins on a 50x50 map). It keeps each row's band (cells and weights) and sums,
+per bin (i, j), the feature vectors of the cells ``(y, x)`` in band ``i`` of Wy times band
+``j`` of Wx, with weights ``Wy[i, y] * Wx[j, x]``. ``torch.nn.functional.embedding_bag`` does
+exactly this gather + weighted sum in one op, on the channels-last feature map; its autograd
+gives the backward pass (equal to torchvision's).
+
+For the notebook, RoIAlign one piece at a time: ``bilinear_interpolate`` (one point, the kernel's
+edge rules), ``linear_weights`` (one axis of it), ``roi_align_one_box`` (``Wy @ F @ Wx.T``),
+``roi_pool_bins`` and ``sample_points`` (which cells and points each method reads), and the
+``plot_*`` pictures (matplotlib, imported only when drawing).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from course_lib.ops._utils import _pair
+from course_lib.ops.poolers import assign_fpn_levels
+from course_lib.ops.roi_align import _box_geometry
+from course_lib.ops.roi_pool import _bin_edges, _round_half_away
+
+
+def roi_pool_bins(box: Sequence[float], output_size, spatial_scale: float, feature_size: Sequence[int]) -> dict:
+    """The feature-map cells RoIPool reads for one box, for pictures and printing.
+
+    Args:
+        box: ``(x1, y1, x2, y2)`` in image pixels.
+        output_size: int or (out_h, out_w).
+        spatial_scale: 1 / stride of the feature map.
+        feature_size: (H, W) of the feature map.
+
+    Returns:
+        dict with ``cells``: the snapped box ``(x1, y1, x2, y2)`` as whole cells, both ends
+        included; ``rows`` and ``cols``: one ``(start, end)`` range of cells per bin (end
+        excluded, clipped to the map). ``roi_pool``'s bin ``(i, j)`` is the max over
+        ``rows[i]`` x ``cols[j]``.
+    """
+    out_h, out_w = _pair(output_size)
+    H, W = feature_size
+    rois = torch.tensor([[0.0, *map(float, box)]])
+    x1, y1, x2, y2 = _round_half_away(rois[:, 1:] * spatial_scale).long().unbind(1)
+    roi_w = (x2 - x1 + 1).clamp(min=1)
+    roi_h = (y2 - y1 + 1).clamp(min=1)
+    h0, h1 = _bin_edges(roi_h, out_h, y1, H, torch.float32)
+    w0, w1 = _bin_edges(roi_w, out_w, x1, W, torch.float32)
+    return {"cells": (int(x1), int(y1), int(x2), int(y2)),
+            "rows": list(zip(h0[0].tolist(), h1[0].tolist())),
+            "cols": list(zip(w0[0].tolist(), w1[0].tolist()))}
+
+
+def sample_points(box: Sequence[float], output_size, spatial_scale: float = 1.0, sampling_ratio: int = -1,
+                  aligned: bool = False) -> tuple[Tensor, Tensor]:
+    """Where RoIAlign's samples of one box read the feature map.
+
+    Returns:
+        ys (out_h, grid_h) and xs (out_w, grid_w): the sample coordinates of each bin row and
+        column, **in cell units with cell (i, j) covering [j, j+1) x [i, i+1)** (its centre at
+        ``j + 0.5``), the convention pictures use. The kernel's own coordinate (the one it
+        interpolates at, cell centres at whole numbers) is 0.5 less. Sample ``(a, b)`` of bin
+        ``(i, j)`` is the point ``(ys[i, a], xs[j, b])``.
+    """
+    out_h, out_w = _pair(output_size)
+    rois = torch.tensor([[0.0, *map(float, box)]], dtype=torch.float64)
+    axes = _box_geometry(rois, (out_h, out_w), spatial_scale, sampling_ratio, aligned)
+    result = []
+    for (start, bin_size, grid), out_len in zip(axes, (out_h, out_w)):
+        g = int(grid[0])
+        bins = torch.arange(out_len, dtype=torch.float64)[:, None]
+        s = torch.arange(g, dtype=torch.float64)[None, :]
+        result.append(start[0] + bins * bin_size[0] + (s + 0.5) * bin_size[0] / max(g, 1) + 0.5)
+    return result[0], result[1]
+
+
+def level_thresholds(k_min: int = 2, k_max: int = 5, canonical_scale: int = 224,
+                     canonical_level: int = 4) -> list[float]:
+    """Box sizes ``sqrt(w * h)`` at which ``assign_fpn_levels`` moves up a level (k_max - k_min of them)."""
+    return [canonical_scale * 2.0 ** (k - canonical_level) for k in range(k_min + 1, k_max + 1)]
+
+
+def features_to_rgb(maps: Sequence[Tensor]) -> list[Tensor]:
+    """Feature maps (C, h, w) of any sizes as (3, h, w) pictures in [0, 1], for looking at them.
+
+    The three colours are the three main directions (principal components) of the feature
+    vectors of all maps together, so that one colour means the same feature in every picture.
+    """
+    flat = torch.cat([m.detach().float().flatten(1).T for m in maps])  # (sum h*w, C)
+    mean = flat.mean(0)
+    _, _, v = torch.linalg.svd(flat - mean, full_matrices=False)
+    basis = v[:3].T  # (C, 3)
+    basis = basis * torch.where(basis.sum(0) < 0, -1.0, 1.0)  # fix the sign: SVD's is arbitrary
+    proj = (flat - mean) @ basis
+    lo, hi = proj.quantile(0.01, dim=0), proj.quantile(0.99, dim=0)
+    out, start = [], 0
+    for m in maps:
+        n = m.shape[-2] * m.shape[-1]
+        rgb = ((proj[start:start + n] - lo) / (hi - lo).clamp(min=1e-6)).clamp(0, 1)
+        out.append(rgb.T.reshape(3, *m.shape[-2:]))
+        start += n
+    return out
+
+
+def _grid_axes(ax, feature_size: Sequence[int], stride: float, title: str):
+    H, W = feature_size
+    for i in range(H + 1):
+        ax.axhline(i * stride, color="#bbbbbb", lw=0.6, zorder=0)
+    for j in range(W + 1):
+        ax.axvline(j * stride, color="#bbbbbb", lw=0.6, zorder=0)
+    ax.set_xlim(0, W * stride)
+    ax.set_ylim(H * stride, 0)
+    ax.set_aspect("equal")
+    ticks_x = [j * stride for j in range(0, W + 1, max(1, W // 5))]
+    ticks_y = [i * stride for i in range(0, H + 1, max(1, H // 5))]
+    ax.set_xticks(ticks_x)
+    ax.set_yticks(ticks_y)
+    ax.tick_params(labelsize=8)
+    ax.set_title(title, fontsize=10)
+
+
+def _rect(ax, x1, y1, x2, y2, **kw):
+    from matplotlib.patches import Rectangle
+
+    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, **kw))
+
+
+def plot_roi_pool_quantisation(box: Sequence[float], output_size, stride: int, feature_size: Sequence[int]):
+    """Two panels: the box and the cells RoIPool snaps it to; RoIPool's bins next to RoIAlign's."""
+    import matplotlib.pyplot as plt
+
+    out_h, out_w = _pair(output_size)
+    q = roi_pool_bins(box, output_size, 1.0 / stride, feature_size)
+    cx1, cy1, cx2, cy2 = q["cells"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5))
+    _grid_axes(axes[0], feature_size, stride, "the box (red) and the cells RoIPool snaps it to (blue)")
+    _rect(axes[0], cx1 * stride, cy1 * stride, (cx2 + 1) * stride, (cy2 + 1) * stride, fc="#4363d8", alpha=0.25,
+          ec="#4363d8", lw=2)
+    _grid_axes(axes[1], feature_size, stride, f"{out_h}x{out_w} bins: RoIPool (coloured cells) vs RoIAlign (red)")
+    colours = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#9a6324", "#808000"]
+    for i, (r0, r1) in enumerate(q["rows"]):
+        for j, (c0, c1) in enumerate(q["cols"]):
+            col = colours[(i * out_w + j) % len(colours)]
+            inset = 1.5 + 1.5 * ((i + j) % 2)  # overlapping bins stay visible
+            _rect(axes[1], c0 * stride + inset, r0 * stride + inset, c1 * stride - inset, r1 * stride - inset,
+                  fc=col, alpha=0.18, ec=col, lw=1.5)
+    x1, y1, x2, y2 = map(float, box)
+    for ax in axes:
+        _rect(ax, x1, y1, x2, y2, fc="none", ec="#cc0000", lw=2.5)
+    for k in range(1, out_w):
+        axes[1].plot([x1 + k * (x2 - x1) / out_w] * 2, [y1, y2], color="#cc0000", lw=1.2, ls="--")
+    for k in range(1, out_h):
+        axes[1].plot([x1, x2], [y1 + k * (y2 - y1) / out_h] * 2, color="#cc0000", lw=1.2, ls="--")
+    for ax in axes:
+        ax.set_xlabel("image pixels (grid: one feature-map cell)", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_shift_response(shifts: Sequence[float], pooled: dict, stride: int, what: str = "one output value"):
+    """One output value (``what``) of each pooling method against the box's shift in pixels."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    styles = {"roi_pool": dict(color="#4363d8", drawstyle="steps-post"), "roi_align": dict(color="#cc0000")}
+    for name, values in pooled.items():
+        ax.plot(list(shifts), list(values), lw=2, label=name, **styles.get(name, {}))
+    for k in range(int(max(shifts) // stride) + 1):
+        ax.axvline(k * stride, color="#bbbbbb", lw=0.6, zorder=0)
+    ax.set_xlabel(f"box shifted right by ... image pixels (grid lines: one stride, {stride} px)")
+    ax.set_ylabel(what)
+    ax.legend(fontsize=9)
+    ax.set_title("moving the box moves RoIAlign's output smoothly; RoIPool's jumps", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_bilinear(feature: Tensor, y: float, x: float):
+    """A small (H, W) map with one point, its four neighbouring cells and their weights."""
+    import matplotlib.pyplot as plt
+
+    H, W = feature.shape
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    im = ax.imshow(feature.numpy(), cmap="viridis")  # cell (i, j) centred at (j, i): the kernel's coordinates
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    y0, x0 = min(max(int(max(y, 0.0)), 0), H - 1), min(max(int(max(x, 0.0)), 0), W - 1)
+    y1, x1 = min(y0 + 1, H - 1), min(x0 + 1, W - 1)
+    ly, lx = y - y0, x - x0
+    for (cy, cx), w in {(y0, x0): (1 - ly) * (1 - lx), (y0, x1): (1 - ly) * lx,
+                        (y1, x0): ly * (1 - lx), (y1, x1): ly * lx}.items():
+        ax.plot([x, cx], [y, cy], color="white", lw=0.5 + 4 * w)
+        ax.text(cx, cy, f"{feature[cy, cx]:.1f}\nw={w:.2f}", ha="center", va="center", fontsize=8, color="white",
+                bbox=dict(fc="black", alpha=0.5, lw=0))
+    ax.plot([x], [y], "o", color="#cc0000", ms=9)
+    ax.set_xticks(range(W))
+    ax.set_yticks(range(H))
+    ax.set_title(f"the point (y, x) = ({y}, {x}) reads 4 cells", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sampling_points(box: Sequence[float], output_size, stride: int, feature_size: Sequence[int],
+                         settings: Sequence[tuple[int, bool]], titles: Sequence[str] | None = None):
+    """One panel per ``(sampling_ratio, aligned)``: the box, its bins, and where the samples read the map.
+
+    Samples are drawn where they read (see ``sample_points``), so with ``aligned=False`` they sit
+    half a cell down and right of where the box says.
+    """
+    import matplotlib.pyplot as plt
+
+    out_h, out_w = _pair(output_size)
+    H, W = feature_size
+    x1, y1, x2, y2 = map(float, box)
+    fig, axes = plt.subplots(1, len(settings), figsize=(5 * len(settings), 5), squeeze=False)
+    for k, (ax, (ratio, aligned)) in enumerate(zip(axes[0], settings)):
+        ys, xs = sample_points(box, output_size, 1.0 / stride, ratio, aligned)
+        per_bin = ys.shape[1] * xs.shape[1]
+        title = titles[k] if titles else f"sampling_ratio={ratio}, aligned={aligned}"
+        _grid_axes(ax, feature_size, stride, f"{title}: {ys.shape[1]}x{xs.shape[1]} = {per_bin} samples per bin")
+        cy, cx = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
+        ax.plot(cx.flatten() * stride, cy.flatten() * stride, ".", color="#999999", ms=3)  # cell centres
+        _rect(ax, x1, y1, x2, y2, fc="none", ec="#cc0000", lw=2.5)
+        for b in range(1, out_w):
+            ax.plot([x1 + b * (x2 - x1) / out_w] * 2, [y1, y2], color="#cc0000", lw=1, ls="--")
+        for b in range(1, out_h):
+            ax.plot([x1, x2], [y1 + b * (y2 - y1) / out_h] * 2, color="#cc0000", lw=1, ls="--")
+        py, px = torch.meshgrid(ys.flatten(), xs.flatten(), indexing="ij")
+        ax.plot(px.flatten() * stride, py.flatten() * stride, "o", color="#4363d8", ms=4)
+    fig.tight_layout()
+    return fig
+
+
+def plot_weight_matrices(wy: Tensor, wx: Tensor, stride: int | None = None):
+    """Heat maps of Wy (out_h, H) and Wx (out_w, W): one row per bin, one column per feature-map cell."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 2.8))
+    for ax, m, name, axis in ((axes[0], wy, "Wy", "row"), (axes[1], wx, "Wx", "column")):
+        im = ax.imshow(m.numpy(), cmap="Blues", vmin=0, aspect="auto")
+        ax.set_xlabel(f"feature-map {axis}")
+        ax.set_ylabel("bin")
+        ax.set_xticks(range(m.shape[1]))
+        ax.set_yticks(range(m.shape[0]))
+        ax.tick_params(labelsize=7)
+        ax.set_title(f"{name} {tuple(m.shape)}: each row sums to {float(m.sum(1).max()):.2f}", fontsize=10)
+        fig.colorbar(im, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    return fig
+
+
+def plot_fpn_levels(sizes: Tensor, k_min: int = 2, k_max: int = 5, canonical_scale: int = 224,
+                    canonical_level: int = 4, label: str = "boxes"):
+    """Level against box size ``sqrt(w * h)``, with the sizes of some boxes as a histogram below it."""
+    import matplotlib.pyplot as plt
+
+    s = torch.logspace(3, 10, 400, base=2)  # 8 .. 1024 pixels
+    boxes = torch.stack([torch.zeros_like(s), torch.zeros_like(s), s, s], 1)
+    levels = assign_fpn_levels(boxes, k_min, k_max, canonical_scale, canonical_level) + k_min
+    fig, (ax, hx) = plt.subplots(2, 1, figsize=(7, 4.2), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    ax.step(s.numpy(), levels.numpy(), where="post", color="#4363d8", lw=2)
+    for t in level_thresholds(k_min, k_max, canonical_scale, canonical_level):
+        ax.axvline(t, color="#bbbbbb", lw=0.8, ls="--")
+        ax.text(t, k_min + 0.1, f" {t:g}", fontsize=8, color="#666666")
+    ax.set_xscale("log", base=2)
+    ax.set_yticks(range(k_min, k_max + 1), [f"P{k}" for k in range(k_min, k_max + 1)])
+    ax.set_ylabel("pooled from")
+    ax.set_title(f"FPN level of a box: floor({canonical_level} + log2(sqrt(w*h) / {canonical_scale})), "
+                 f"clamped to P{k_min}-P{k_max}", fontsize=10)
+    hx.hist(sizes.numpy(), bins=torch.logspace(3, 10, 57, base=2).numpy(), color="#f58231")
+    hx.set_xlabel("box size sqrt(w * h) in pixels")
+    hx.set_ylabel(label, fontsize=9)
+    fig.tight_layout()
+    return fig

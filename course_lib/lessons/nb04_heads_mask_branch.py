@@ -1,0 +1,202 @@
+"""Mask branch helpers: mask targets, the mask loss, and pasting masks into the image.
+
+Taught in: 04_heads_mask_branch
+
+| course_lib                 | torchvision.models.detection.roi_heads |
+|----------------------------|----------------------------------------|
+| ``project_masks_on_boxes`` | ``project_masks_on_boxes``             |
+| ``maskrcnn_loss``          | ``maskrcnn_loss``                      |
+| ``paste_masks_in_image``   | ``paste_masks_in_image``               |
+
+Boxes are ``(x1, y1, x2, y2)`` in image pixels. The mask head predicts, for every positive
+proposal, one ``M x M`` (28x28) logit map per class; only the map of the ground-truth class is
+trained, and at inference the map of the predicted class is resized into its box.
+
+For the notebook: ``the notebook's one-mask ``paste_mask`` exercise, ``expand_boxes``, ``jitter_boxes`` (proposal-like
+boxes around the ground truth), ``mask_loss_gradients`` (sigmoid vs softmax mask loss),
+``candidate_detections`` (the box head's candidates before NMS), ``mask_branch_stages`` (the mask
+head layer by layer), and pictures (matplotlib, imported only when drawing).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from course_lib.lessons.draw import plot_boxes
+
+
+def jitter_boxes(boxes: Tensor, n: int, max_shift: float = 0.2, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """``n`` proposal-like copies of every box: each side moved by up to ``max_shift`` x the box's size.
+
+    Returns:
+        proposals (len(boxes) * n, 4) and matched_idxs (len(boxes) * n,) int64: the box each came from.
+    """
+    g = torch.Generator().manual_seed(seed)
+    boxes = torch.as_tensor(boxes, dtype=torch.float32)
+    wh = (boxes[:, 2:] - boxes[:, :2]).repeat(1, 2).repeat_interleave(n, 0)
+    noise = (torch.rand(len(boxes) * n, 4, generator=g) * 2 - 1) * max_shift
+    proposals = boxes.repeat_interleave(n, 0) + noise * wh
+    return proposals, torch.arange(len(boxes)).repeat_interleave(n)
+
+
+def mask_loss_gradients(logits: Tensor, label: int, target: Tensor) -> dict[str, Tensor]:
+    """How two mask losses push on the (num_classes, M, M) logits of one RoI.
+
+    * ``"sigmoid, ground-truth class only"``: Mask R-CNN's loss, binary cross-entropy on the map
+      of class ``label``;
+    * ``"softmax over classes"``: a per-pixel cross-entropy in which the classes compete: the
+      target class of a pixel is ``label`` inside the mask and background (0) outside.
+
+    Returns:
+        ``{name: gradient of that loss with respect to the logits}``, each (num_classes, M, M).
+    """
+    grads = {}
+    for name in ("sigmoid, ground-truth class only", "softmax over classes"):
+        x = logits.detach().clone().requires_grad_(True)
+        if name.startswith("sigmoid"):
+            loss = F.binary_cross_entropy_with_logits(x[label], target)
+        else:
+            classes = torch.where(target >= 0.5, label, 0).long()
+            loss = F.cross_entropy(x[None], classes[None])
+        loss.backward()
+        grads[name] = x.grad
+    return grads
+
+
+def candidate_detections(class_logits: Tensor, box_regression: Tensor, proposals: Tensor,
+                         image_shape: tuple[int, int], score_thresh: float = 0.05,
+                         box_coder_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)):
+    """The box head's (proposal, class) candidates of one image *before* NMS, for pictures.
+
+    Steps 1-4 of ``box_head.postprocess_detections``: softmax, class-specific decoding, clipping,
+    dropping background and candidates scoring <= ``score_thresh``.
+
+    Returns:
+        boxes (D, 4), scores (D,), labels (D,) int64.
+    """
+    from torchvision.models.detection._utils import BoxCoder
+
+    from course_lib.ops.boxes import clip_boxes_to_image
+
+    num_classes = class_logits.shape[-1]
+    boxes = BoxCoder(box_coder_weights).decode(box_regression, [proposals])  # (P, num_classes, 4)
+    boxes = clip_boxes_to_image(boxes, image_shape)[:, 1:].reshape(-1, 4)
+    scores = F.softmax(class_logits, -1)[:, 1:].reshape(-1)
+    labels = torch.arange(1, num_classes).repeat(len(proposals))
+    keep = scores > score_thresh
+    return boxes[keep], scores[keep], labels[keep]
+
+
+def mask_branch_stages(mask_head: torch.nn.Module, mask_predictor: torch.nn.Module,
+                       x: Tensor) -> list[tuple[str, Tensor]]:
+    """Run torchvision's ``MaskRCNNHeads`` + ``MaskRCNNPredictor`` layer by layer.
+
+    Args:
+        x: (K, C, 14, 14) RoIAlign features.
+
+    Returns:
+        ``[(description, output), ...]`` starting with the input: one entry per conv + ReLU of the
+        head, then the transposed convolution + ReLU and the 1x1 convolution of the predictor.
+    """
+    stages = [("RoIAlign features", x)]
+    for i, block in enumerate(mask_head, start=1):
+        x = block(x)
+        conv = block[0]
+        stages.append((f"mask_head[{i - 1}]: conv {conv.kernel_size[0]}x{conv.kernel_size[1]} + ReLU", x))
+    x = mask_predictor.relu(mask_predictor.conv5_mask(x))
+    k = mask_predictor.conv5_mask
+    stages.append((f"conv5_mask: transposed conv {k.kernel_size[0]}x{k.kernel_size[1]}, stride {k.stride[0]} + ReLU",
+                   x))
+    x = mask_predictor.mask_fcn_logits(x)
+    stages.append(("mask_fcn_logits: conv 1x1, one map per class", x))
+    return stages
+
+
+def plot_loss_gradients(grads: dict[str, Tensor], class_names: list[str]):
+    """One row per loss, one column per class: where each loss's gradient reaches the logits."""
+    import matplotlib.pyplot as plt
+
+    names = list(grads)
+    k = next(iter(grads.values())).shape[0]
+    vmax = max(float(g.abs().max()) for g in grads.values())
+    fig, axes = plt.subplots(len(names), k, figsize=(2.4 * k, 2.8 * len(names)), squeeze=False)
+    for r, name in enumerate(names):
+        for c in range(k):
+            ax = axes[r, c]
+            im = ax.imshow(grads[name][c].numpy(), cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{class_names[c]} map\n|grad| summed: {float(grads[name][c].abs().sum()):.3f}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(name.replace(", ", ",\n"), fontsize=9)
+    fig.colorbar(im, ax=axes, fraction=0.02)
+    fig.suptitle("gradient of the loss with respect to each class's 28x28 mask logits (one RoI)", fontsize=10)
+    return fig
+
+
+def box_panels(image: Tensor, panels: list[dict], size: float = 4.0):
+    """One ``plot_boxes`` panel per dict of keyword arguments, side by side; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        plot_boxes(ax, image, **panel)
+    fig.tight_layout()
+    return fig
+
+
+def plot_mask_targets(image: Tensor, boxes: Tensor, crops: Tensor, targets: Tensor):
+    """The image with its proposals (left), and for each proposal its image crop above its M x M target.
+
+    Each proposal has its own colour, used for its box and for the titles of its crop and target.
+    """
+    import matplotlib.pyplot as plt
+
+    from course_lib.lessons.draw import to_uint8
+
+    n = len(targets)
+    colours = [plt.get_cmap("tab10")(i % 10) for i in range(n)]
+    fig = plt.figure(figsize=(3.2 + 1.7 * n, 3.6))
+    grid = fig.add_gridspec(2, n + 2, width_ratios=[1.9, 0.1] + [1] * n)
+    plot_boxes(fig.add_subplot(grid[:, 0]), image, boxes, colours, title="proposals (jittered ground-truth boxes)")
+    for i in range(n):
+        top, bottom = fig.add_subplot(grid[0, i + 2]), fig.add_subplot(grid[1, i + 2])
+        top.imshow(to_uint8(crops[i]).permute(1, 2, 0).numpy())
+        top.set_title(f"proposal {i}", fontsize=9, color=colours[i], fontweight="bold")
+        bottom.imshow(targets[i].numpy(), cmap="gray", vmin=0, vmax=1)
+        bottom.set_title(f"target {tuple(targets[i].shape)}", fontsize=8, color=colours[i])
+        top.axis("off")
+        bottom.set_xticks([])  # keep the frame: white target pixels would merge with the page
+        bottom.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def plot_mask_branch(crop: Tensor, stages: list[tuple[str, Tensor]], index: int, label: int, class_names: list[str]):
+    """One RoI through the mask branch: its crop, every stage's features as colours, and its class's mask.
+
+    Feature maps are shown with ``roi_align.features_to_rgb`` (three main directions as RGB); the last
+    stage shows the sigmoid of the logits of class ``label``.
+    """
+    import matplotlib.pyplot as plt
+
+    from course_lib.lessons.draw import to_uint8
+    from course_lib.lessons.nb03_roi_align import features_to_rgb
+
+    picked = [stages[0], stages[len(stages) - 3], stages[-2]]
+    fig, axes = plt.subplots(1, len(picked) + 2, figsize=(2.6 * (len(picked) + 2), 3.1))
+    axes[0].imshow(to_uint8(crop).permute(1, 2, 0).numpy())
+    axes[0].set_title("the RoI in the image", fontsize=9)
+    for ax, (name, x) in zip(axes[1:], picked):
+        ax.imshow(features_to_rgb([x[index]])[0].permute(1, 2, 0).numpy())
+        ax.set_title(f"{name.split(':')[0]}\n{tuple(x.shape[1:])}", fontsize=9)
+    name, logits = stages[-1]
+    axes[-1].imshow(logits[index, label].sigmoid().numpy(), cmap="gray", vmin=0, vmax=1)
+    axes[-1].set_title(f"{name.split(':')[0]} {tuple(logits.shape[1:])}\nsigmoid of the '{class_names[label]}' map",
+                       fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,123 @@
+"""Box arithmetic from scratch: area, IoU, the box coder, non-maximum suppression.
+Taught in: 02_anchors_rpn
+
+Every box is ``(x1, y1, x2, y2)`` in pixels, ``x1 <= x2`` and ``y1 <= y2``; a set of N boxes is
+an ``(N, 4)`` tensor. Each function gives the same numbers as its torchvision namesake
+(``torchvision.ops.box_area``, ``box_iou``, ``nms``, ``batched_nms``, ``clip_boxes_to_image``,
+``remove_small_boxes``; ``torchvision.models.detection._utils.BoxCoder``), bit for bit where the
+arithmetic is the same, and ``nms`` keeps exactly the same boxes.
+"""
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def box_area(boxes: Tensor) -> Tensor:
+    """Area of each box: ``(N, 4) -> (N,)``. A zero-size box has area 0."""
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Intersection over union of every pair: ``(N, 4), (M, 4) -> (N, M)``.
+
+    IoU = area of the overlap / area of the union. Two zero-size boxes give 0 / 0 = nan, as in
+    torchvision.
+    """
+    area1, area2 = box_area(boxes1), box_area(boxes2)
+    # Columns as contiguous rows: x1 of boxes1 is (N, 1), x1 of boxes2 is (1, M), and so on.
+    x1, y1, x2, y2 = boxes1.t().contiguous()[:, :, None]
+    X1, Y1, X2, Y2 = boxes2.t().contiguous()[:, None, :]
+    # The overlap of two boxes is a box too: the larger left/top edge, the smaller right/bottom
+    # edge; clamp at 0 when they do not overlap. (In-place ops: fewer (N, M) temporaries, faster.)
+    w = torch.min(x2, X2).sub_(torch.max(x1, X1)).clamp_(min=0)
+    h = torch.min(y2, Y2).sub_(torch.max(y1, Y1)).clamp_(min=0)
+    inter = w.mul_(h)
+    union = (area1[:, None] + area2[None, :]).sub_(inter)
+    return inter / union
+
+
+def _largest_below(threshold: float, dtype: torch.dtype) -> Tensor:
+    """The largest number of ``dtype`` that is <= ``threshold``, as a 0-dim tensor.
+
+    Why: torchvision's C++ compares a float32 IoU with a float64 threshold; ``iou > t32`` with t32
+    rounded *down* gives the same answer for every float32 iou (rounding to nearest would not).
+    """
+    t = torch.tensor(threshold, dtype=dtype)
+    if t.item() > threshold:
+        t = torch.nextafter(t, torch.tensor(-math.inf, dtype=dtype))
+    return t
+
+
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, block_size: int = 256) -> Tensor:
+    """Non-maximum suppression: ``boxes`` (N, 4), ``scores`` (N,) -> kept indices (K,) int64.
+
+    Greedy: visit boxes by decreasing score; keep a box unless a box kept before it overlaps it
+    with IoU > ``iou_threshold``. Equal scores are visited in index order (a stable sort), as in
+    torchvision's CPU kernel, so the kept indices are exactly torchvision's, in the same order.
+
+    Vectorised, not one Python step per box: the sorted boxes go in blocks of ``block_size``. A
+    block first drops the boxes that earlier kept boxes suppress (one IoU matrix); among the rest,
+    "keep i unless a kept k < i suppresses it" is applied to all i at once, again and again, until
+    nothing changes. That fixed point is unique (each box depends only on earlier ones), so it
+    is the greedy answer; it takes a few rounds.
+    """
+    if boxes.numel() == 0:
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    order = torch.sort(scores, descending=True, stable=True)[1]
+    boxes = boxes.detach()[order]  # indices out, so no autograd graph
+    thr = _largest_below(iou_threshold, boxes.dtype).to(boxes.device)
+    kept = []  # positions (in score order) of the kept boxes, one tensor per block
+    for start in range(0, len(boxes), block_size):
+        # Candidates: the block's boxes that no box kept in an earlier block suppresses.
+        cand = torch.arange(start, min(start + block_size, len(boxes)), device=boxes.device)
+        if kept:
+            earlier = boxes[torch.cat(kept)]
+            cand = cand[~(box_iou(earlier, boxes[cand]) > thr).any(dim=0)]
+        # suppresses[k, i]: candidate k comes before candidate i and overlaps it too much.
+        suppresses = (box_iou(boxes[cand], boxes[cand]) > thr).triu(diagonal=1)
+        # Greedy inside the block: keep i unless a kept k < i suppresses it. Start from "keep
+        # all" and apply the rule to every i at once until nothing changes.
+        keep = torch.ones(len(cand), dtype=torch.bool, device=boxes.device)
+        while True:
+            new_keep = ~(suppresses & keep[:, None]).any(dim=0)
+            if torch.equal(new_keep, keep):
+                break
+            keep = new_keep
+        kept.append(cand[keep])
+    return order[torch.cat(kept)]
+
+
+def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    """NMS within each category: boxes with different ``idxs`` (N,) never suppress each other.
+
+    Returns kept indices (K,) int64 sorted by decreasing score. Like torchvision: up to 1000 boxes
+    on CPU, shift each category by its own offset so that categories cannot overlap and run one
+    NMS (the "coordinate trick"); above that, one NMS per category is faster.
+    """
+    if boxes.numel() == 0:
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    if boxes.numel() > (4000 if boxes.device.type == "cpu" else 100_000):
+        keep_mask = torch.zeros_like(scores, dtype=torch.bool)
+        for class_id in torch.unique(idxs):
+            curr = torch.where(idxs == class_id)[0]
+            keep_mask[curr[nms(boxes[curr], scores[curr], iou_threshold)]] = True
+        keep = torch.where(keep_mask)[0]
+        return keep[scores[keep].sort(descending=True)[1]]
+    offsets = idxs.to(boxes) * (boxes.max() + torch.tensor(1).to(boxes))
+    return nms(boxes + offsets[:, None], scores, iou_threshold)
+
+
+def clip_boxes_to_image(boxes: Tensor, size: tuple[int, int]) -> Tensor:
+    """Clamp boxes (..., 4) inside an image of ``size`` = (height, width)."""
+    height, width = size
+    x = boxes[..., 0::2].clamp(min=0, max=width)
+    y = boxes[..., 1::2].clamp(min=0, max=height)
+    return torch.stack((x, y), dim=boxes.dim()).reshape(boxes.shape)
+
+
+def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
+    """Indices (K,) of the boxes (N, 4) whose width and height are both >= ``min_size``."""
+    ws, hs = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    return torch.where((ws >= min_size) & (hs >= min_size))[0]

@@ -1,0 +1,140 @@
+"""RoIPool, RoIAlign, FPN level assignment and multi-scale RoIAlign, written from scratch.
+
+Taught in: 03_roi_align
+
+Every function here agrees with its torchvision counterpart to 1e-5 (float32):
+
+| course_lib                 | torchvision                                   |
+|----------------------------|-----------------------------------------------|
+| ``roi_pool``               | ``torchvision.ops.roi_pool``                  |
+| ``roi_align``              | ``torchvision.ops.roi_align``                 |
+| ``assign_fpn_levels``      | ``torchvision.ops.poolers.LevelMapper``       |
+| ``multiscale_roi_align``   | ``torchvision.ops.MultiScaleRoIAlign``        |
+
+Boxes are ``(x1, y1, x2, y2)`` in input-image pixels; ``spatial_scale`` maps them onto the
+feature map (0.25 for a stride-4 map). They come either as one ``(K, 5)`` tensor whose first
+column is the batch index, or as a list with one ``(Ki, 4)`` tensor per image.
+
+The key idea of ``roi_align``: bilinear sampling and the average over the samples of a bin are
+separable in y and x. For one box the ``(C, out_h, out_w)`` output is
+
+    out[c] = Wy @ F[c] @ Wx.T
+
+where ``F`` is the ``(C, H, W)`` feature map of the box's image and ``Wy`` (out_h, H) and
+``Wx`` (out_w, W) are small interpolation-weight matrices: row ``i`` of ``Wy`` holds the
+bilinear weights of the bin's sample rows, already divided by the number of samples
+(``roi_align_weights`` returns them, to look at or to check with ``torch.einsum``).
+
+Each row of Wy and Wx is non-zero only on a short band of consecutive cells, the ones the
+bin's samples touch, so ``roi_align`` does not multiply the dense matrices (mostly zeros: ~25x
+more work for 7x7 bins on a 50x50 map). It keeps each row's band (cells and weights) and sums,
+per bin (i, j), the feature vectors of the cells ``(y, x)`` in band ``i`` of Wy times band
+``j`` of Wx, with weights ``Wy[i, y] * Wx[j, x]``. ``torch.nn.functional.embedding_bag`` does
+exactly this gather + weighted sum in one op, on the channels-last feature map; its autograd
+gives the backward pass (equal to torchvision's).
+
+For the notebook, RoIAlign one piece at a time: ``bilinear_interpolate`` (one point, the kernel's
+edge rules), ``linear_weights`` (one axis of it), ``roi_align_one_box`` (``Wy @ F @ Wx.T``),
+``roi_pool_bins`` and ``sample_points`` (which cells and points each method reads), and the
+``plot_*`` pictures (matplotlib, imported only when drawing).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from course_lib.ops._utils import BoxesArg, _pair, _to_rois
+from course_lib.ops.roi_align import roi_align
+
+
+def assign_fpn_levels(
+    boxes: BoxesArg,
+    k_min: int = 2,
+    k_max: int = 5,
+    canonical_scale: int = 224,
+    canonical_level: int = 4,
+) -> Tensor:
+    """FPN level for each box (FPN paper, eq. 1). Equal to ``torchvision.ops.poolers.LevelMapper``.
+
+    ``k = floor(canonical_level + log2(sqrt(area) / canonical_scale) + 1e-6)``, clamped to
+    ``[k_min, k_max]``: a 224x224 box goes to P4, one half as wide to P3, and so on.
+
+    Args:
+        boxes: (K, 4) boxes ``(x1, y1, x2, y2)`` or a list of them (concatenated in order).
+
+    Returns:
+        (K,) int64 level **indices counted from k_min** (0 means P{k_min}), as LevelMapper
+        returns them: index ``i`` selects the i-th feature map passed to the pooler.
+    """
+    if not isinstance(boxes, Tensor):
+        boxes = torch.cat(list(boxes))
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    s = torch.sqrt(area)
+    eps = torch.tensor(1e-6, dtype=s.dtype)  # keeps exact powers of two on the upper level
+    levels = torch.floor(canonical_level + torch.log2(s / canonical_scale) + eps)
+    levels = torch.clamp(levels, min=k_min, max=k_max)
+    return levels.to(torch.int64) - k_min
+
+
+def _infer_scale(feature: Tensor, image_size: Sequence[int]) -> float:
+    """Feature-map scale as a power of two: 2 ** round(log2(feature height / image height))."""
+    approx = float(feature.shape[-2]) / float(image_size[0])
+    return 2 ** float(torch.tensor(approx).log2().round())
+
+
+def multiscale_roi_align(
+    features,
+    boxes: Sequence[Tensor],
+    image_shapes: Sequence[Sequence[int]],
+    output_size,
+    sampling_ratio: int,
+    featmap_names: Sequence[str] | None = None,
+    canonical_scale: int = 224,
+    canonical_level: int = 4,
+) -> Tensor:
+    """RoIAlign over an FPN: each box is pooled from the level its size picks.
+
+    Equal to ``torchvision.ops.MultiScaleRoIAlign(featmap_names, output_size, sampling_ratio)``
+    called as ``pooler(features, boxes, image_shapes)``.
+
+    Args:
+        features: dict name -> (N, C, Hl, Wl) (filtered by ``featmap_names`` if given) or a
+            list, finest level first.
+        boxes: list with one (Ki, 4) tensor ``(x1, y1, x2, y2)`` per image, in image pixels.
+        image_shapes: (height, width) of each image as fed to the backbone.
+        output_size: int or (out_h, out_w).
+        sampling_ratio: as in ``roi_align``.
+
+    Returns:
+        (sum Ki, C, out_h, out_w), boxes in the order given.
+    """
+    if isinstance(features, dict):
+        names = featmap_names if featmap_names is not None else list(features)
+        features = [v for k, v in features.items() if k in names]
+    features = list(features)
+    out_h, out_w = _pair(output_size)
+    if not image_shapes:
+        raise ValueError("image_shapes should not be empty")
+
+    # Scales from the largest image: 1/4, 1/8, ... (torchvision uses the height ratio).
+    max_size = (max(s[0] for s in image_shapes), max(s[1] for s in image_shapes))
+    scales = [_infer_scale(f, max_size) for f in features]
+    rois = _to_rois(boxes)
+    if len(features) == 1:
+        return roi_align(features[0], rois, (out_h, out_w), scales[0], sampling_ratio)
+
+    k_min = int(-math.log2(scales[0]))
+    k_max = int(-math.log2(scales[-1]))
+    levels = assign_fpn_levels(list(boxes), k_min, k_max, canonical_scale, canonical_level)
+
+    first = features[0]
+    result = first.new_zeros(rois.size(0), first.size(1), out_h, out_w)
+    for level, (feature, scale) in enumerate(zip(features, scales)):
+        idx = torch.where(levels == level)[0]
+        pooled = roi_align(feature, rois[idx], (out_h, out_w), scale, sampling_ratio)
+        result = result.index_copy(0, idx, pooled.to(result.dtype))
+    return result

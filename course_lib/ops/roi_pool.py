@@ -1,0 +1,103 @@
+"""RoIPool, RoIAlign, FPN level assignment and multi-scale RoIAlign, written from scratch.
+
+Taught in: 03_roi_align
+
+Every function here agrees with its torchvision counterpart to 1e-5 (float32):
+
+| course_lib                 | torchvision                                   |
+|----------------------------|-----------------------------------------------|
+| ``roi_pool``               | ``torchvision.ops.roi_pool``                  |
+| ``roi_align``              | ``torchvision.ops.roi_align``                 |
+| ``assign_fpn_levels``      | ``torchvision.ops.poolers.LevelMapper``       |
+| ``multiscale_roi_align``   | ``torchvision.ops.MultiScaleRoIAlign``        |
+
+Boxes are ``(x1, y1, x2, y2)`` in input-image pixels; ``spatial_scale`` maps them onto the
+feature map (0.25 for a stride-4 map). They come either as one ``(K, 5)`` tensor whose first
+column is the batch index, or as a list with one ``(Ki, 4)`` tensor per image.
+
+The key idea of ``roi_align``: bilinear sampling and the average over the samples of a bin are
+separable in y and x. For one box the ``(C, out_h, out_w)`` output is
+
+    out[c] = Wy @ F[c] @ Wx.T
+
+where ``F`` is the ``(C, H, W)`` feature map of the box's image and ``Wy`` (out_h, H) and
+``Wx`` (out_w, W) are small interpolation-weight matrices: row ``i`` of ``Wy`` holds the
+bilinear weights of the bin's sample rows, already divided by the number of samples
+(``roi_align_weights`` returns them, to look at or to check with ``torch.einsum``).
+
+Each row of Wy and Wx is non-zero only on a short band of consecutive cells, the ones the
+bin's samples touch, so ``roi_align`` does not multiply the dense matrices (mostly zeros: ~25x
+more work for 7x7 bins on a 50x50 map). It keeps each row's band (cells and weights) and sums,
+per bin (i, j), the feature vectors of the cells ``(y, x)`` in band ``i`` of Wy times band
+``j`` of Wx, with weights ``Wy[i, y] * Wx[j, x]``. ``torch.nn.functional.embedding_bag`` does
+exactly this gather + weighted sum in one op, on the channels-last feature map; its autograd
+gives the backward pass (equal to torchvision's).
+
+For the notebook, RoIAlign one piece at a time: ``bilinear_interpolate`` (one point, the kernel's
+edge rules), ``linear_weights`` (one axis of it), ``roi_align_one_box`` (``Wy @ F @ Wx.T``),
+``roi_pool_bins`` and ``sample_points`` (which cells and points each method reads), and the
+``plot_*`` pictures (matplotlib, imported only when drawing).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from course_lib.ops._utils import BoxesArg, _pair, _to_rois
+
+
+def _round_half_away(v: Tensor) -> Tensor:
+    """C's ``round()``: halves go away from zero (``torch.round`` rounds halves to even)."""
+    return torch.where((v - v.trunc()).abs() == 0.5, v.trunc() + v.sign(), v.round())
+
+
+def roi_pool(input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float = 1.0) -> Tensor:
+    """RoIPool (Fast R-CNN): max over quantised bins. Equal to ``torchvision.ops.roi_pool``.
+
+    Args:
+        input: (N, C, H, W) feature maps.
+        boxes: (K, 5) tensor ``(batch_index, x1, y1, x2, y2)`` or a list of (Ki, 4) tensors.
+        output_size: int or (out_h, out_w).
+        spatial_scale: box coordinates are multiplied by it to land on the feature map.
+
+    Returns:
+        (K, C, out_h, out_w). A bin that covers no feature-map cell is 0.
+
+    RoIPool quantises twice: the box corners are rounded to whole cells, and every bin edge is
+    floored/ceiled to whole cells. Those roundings are what RoIAlign removes.
+    """
+    out_h, out_w = _pair(output_size)
+    rois = _to_rois(boxes).detach()
+    _, C, H, W = input.shape
+    K = rois.size(0)
+
+    # Quantisation 1: box corners rounded to whole cells (C round: halves away from zero).
+    x1, y1, x2, y2 = _round_half_away(rois[:, 1:].to(input.dtype) * spatial_scale).long().unbind(1)
+    roi_w = (x2 - x1 + 1).clamp(min=1)  # malformed boxes become 1x1
+    roi_h = (y2 - y1 + 1).clamp(min=1)
+    # Quantisation 2: bin edges floored/ceiled to whole cells, then clipped to the map.
+    # (K, out_h) and (K, out_w) edges, in the input dtype as torchvision computes them.
+    h0, h1 = _bin_edges(roi_h, out_h, y1, H, input.dtype)
+    w0, w1 = _bin_edges(roi_w, out_w, x1, W, input.dtype)
+
+    out = input.new_zeros(K, C, out_h, out_w)
+    batch_idx = rois[:, 0].long().tolist()
+    h0, h1, w0, w1 = h0.tolist(), h1.tolist(), w0.tolist(), w1.tolist()
+    for k, b in enumerate(batch_idx):
+        for ph in range(out_h):
+            for pw in range(out_w):
+                rows = slice(h0[k][ph], h1[k][ph])
+                cols = slice(w0[k][pw], w1[k][pw])
+                if rows.stop > rows.start and cols.stop > cols.start:  # an empty bin stays 0
+                    out[k, :, ph, pw] = input[b, :, rows, cols].amax(dim=(1, 2))
+    return out
+
+
+def _bin_edges(roi_len: Tensor, out_len: int, roi_start: Tensor, size: int, dtype) -> tuple[Tensor, Tensor]:
+    """RoIPool's integer bin edges: (K, out_len) starts and ends, clipped to [0, size]."""
+    bin_size = roi_len.to(dtype) / out_len
+    bins = torch.arange(out_len + 1, dtype=dtype, device=roi_len.device)[None, :]
+    start = torch.floor(bins[:, :-1] * bin_size[:, None]).long() + roi_start[:, None]
+    end = torch.ceil(bins[:, 1:] * bin_size[:, None]).long() + roi_start[:, None]
+    return start.clamp(0, size), end.clamp(0, size)

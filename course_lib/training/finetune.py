@@ -1,0 +1,230 @@
+"""Fine-tuning a Mask R-CNN on new classes: the command line. Taught in: 06_fine_tuning.
+
+    ./course finetune                       # course checkpoint -> shapes new_train, eval on new_val
+    ./course finetune --data-train my/train.json --data-val my/val.json --epochs 10 --out runs/mine
+    torchrun --nproc_per_node=2 -m course_lib.finetune --epochs 10     # DistributedDataParallel, 2 processes
+
+The model's box and mask predictors are replaced for ``1 + number of categories`` classes (index 0 is
+background) and the whole model is trained with torchvision's recipe: SGD (lr 0.005, momentum 0.9,
+weight decay 0.0005), a linear warm-up, then the LR times 0.1 at ``--lr-steps`` (``StepLR``);
+``--schedule cosine`` decays it smoothly instead. ``<out>/last.pt`` is written after every epoch and the
+same command resumes after the last finished epoch (``--no-resume`` starts over). At the end, rank 0
+evaluates on the val set (COCO bbox and segm AP) and writes ``<out>/model.pt`` (weights-only, float32,
+with the config and class names: ``load_finetuned`` reads it) and ``<out>/metrics.json``.
+
+Images live in the folder beside the annotation file, ``<annotations dir>/images`` (the shapes layout),
+unless ``--train-root``/``--val-root`` say otherwise (the folder the ``file_name``s are relative to).
+
+Under ``torchrun`` every process trains on its share of the data (``DistributedSampler``;
+``--batch-size`` is per process) in ``DistributedDataParallel``: NCCL on CUDA (one GPU per process),
+gloo on the CPU. Only rank 0 prints, checkpoints, evaluates and exports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from course_lib.data.coco_dataset import (
+    CocoInstanceDataset,
+    collate_fn,
+    get_transform,
+    load_coco,
+)
+from course_lib.detection.course_model import (
+    COURSE_CONFIG,
+    build_course_model,
+    get_instance_segmentation_model,
+    load_course_model,
+    load_maskrcnn_resnet50_fpn,
+)
+from course_lib.training.engine import (
+    data_wait,
+    distributed_info,
+    fit,
+    make_sgd,
+    warmup_cosine,
+    warmup_step,
+)
+from course_lib.training.evaluation import evaluate, format_report
+from course_lib.utils.device import get_device, seed_everything
+from course_lib.utils.files import write_json_atomic
+from course_lib.utils.paths import CHECKPOINT
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="course finetune", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-train", default=None,
+                   help="COCO annotation file to train on (default: the shapes split new_train)")
+    p.add_argument("--data-val", default=None, help="COCO annotation file to evaluate on (default: new_val)")
+    p.add_argument("--train-root", default=None, help="image folder of --data-train (default: <its dir>/images)")
+    p.add_argument("--val-root", default=None, help="image folder of --data-val (default: <its dir>/images)")
+    p.add_argument("--model", default="course",
+                   help="'course' (the course checkpoint), 'resnet50' (torchvision's maskrcnn_resnet50_fpn, "
+                        "COCO weights when cached), or a course-format .pt file")
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=4, help="images per iteration and process")
+    p.add_argument("--lr", type=float, default=0.005)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=0.0005)
+    p.add_argument("--warmup-iters", type=int, default=50)
+    p.add_argument("--schedule", choices=["step", "cosine"], default="step")
+    p.add_argument("--lr-steps", type=float, nargs="*", default=[3],
+                   help="epochs (fractions allowed: 1.5) after which the LR is multiplied by --gamma (schedule 'step')")
+    p.add_argument("--gamma", type=float, default=0.1)
+    p.add_argument("--train-images", type=int, default=0, help="train on the first N images only (0: all)")
+    p.add_argument("--val-images", type=int, default=0, help="evaluate on the first N images only (0: all)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: $COURSE_DEVICE, else CUDA if present)")
+    p.add_argument("--out", default="runs/finetune", help="folder for last.pt, model.pt and metrics.json")
+    p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--stop-after", type=int, default=None, help="stop after this many epochs (resume later)")
+    p.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def setup_distributed(device_arg: str | None) -> tuple[int, int, torch.device]:
+    """``(rank, world_size, device)``; under ``torchrun`` (``WORLD_SIZE`` > 1) also joins the process group.
+
+    NCCL with one GPU per process (``LOCAL_RANK``) on CUDA, gloo on the CPU.
+    """
+    device = get_device(device_arg)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    rank, world = distributed_info()
+    return rank, world, device
+
+
+def categories_of(ann_file: str | Path) -> list[str]:
+    """Class names indexed by label (``[0]`` is ``'__background__'``), from a COCO file's categories.
+
+    The model predicts label ``k`` for category id ``k``, so ids must be 1, 2, ...: a gap is named
+    ``'__unused_<id>__'`` and costs one unused output.
+    """
+    cats = {c["id"]: c["name"] for c in load_coco(ann_file).dataset["categories"]}
+    if not cats or min(cats) < 1:
+        raise ValueError(f"{ann_file}: categories need ids 1, 2, ... (0 is background); got {sorted(cats)}")
+    return ["__background__"] + [cats.get(i, f"__unused_{i}__") for i in range(1, max(cats) + 1)]
+
+
+def build_model(spec: str, num_classes: int, classes: list[str], verbose: bool = True):
+    """``(model, config)``: the starting model with new predictors for ``num_classes`` (background included)."""
+    if spec == "resnet50":
+        model, source = load_maskrcnn_resnet50_fpn(verbose=verbose)
+        config = {"arch": "maskrcnn_resnet50_fpn", "source": source}
+    else:
+        path = CHECKPOINT if spec == "course" else Path(spec)
+        model = load_course_model(path)
+        config = {**COURSE_CONFIG, **torch.load(path, map_location="cpu", weights_only=True)["config"],
+                  "arch": "course"}
+    config.update(num_classes=num_classes, classes=classes)
+    return get_instance_segmentation_model(num_classes, model).train(), config
+
+
+def load_finetuned(path: str | Path, device: torch.device | str = "cpu"):
+    """``(model in eval mode, class names)`` from a ``model.pt`` this command wrote (``weights_only=True``)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    config = ckpt["config"]
+    if config.get("arch") == "maskrcnn_resnet50_fpn":
+        from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+        model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=config["num_classes"])
+    else:
+        model = build_course_model({k: v for k, v in config.items() if k in COURSE_CONFIG})
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), list(config["classes"])
+
+
+def _default_split(split: str, rank: int, world: int) -> Path:
+    from course_lib.data.shapes import shapes_split
+
+    if rank == 0:
+        path = shapes_split(split, progress=False)
+    if world > 1:  # rank 0 writes the images once; the others wait, then read
+        torch.distributed.barrier()
+    return path if rank == 0 else shapes_split(split, progress=False)
+
+
+def _dataset(ann_file: Path, root: str | None, train: bool, limit: int):
+    ds = CocoInstanceDataset(Path(root) if root else ann_file.parent / "images", ann_file,
+                             get_transform(train=train), drop_crowd=train)
+    return torch.utils.data.Subset(ds, range(min(limit, len(ds)))) if limit else ds
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    rank, world, device = setup_distributed(args.device)
+    try:
+        return _run(args, rank, world, device)
+    finally:
+        if world > 1:
+            torch.distributed.destroy_process_group()
+
+
+def _run(args, rank: int, world: int, device: torch.device) -> dict:
+    log = print if rank == 0 else (lambda *a, **k: None)
+    seed_everything(args.seed)
+    train_file = Path(args.data_train) if args.data_train else _default_split("new_train", rank, world)
+    val_file = Path(args.data_val) if args.data_val else _default_split("new_val", rank, world)
+    classes = categories_of(train_file)
+    train_set = _dataset(train_file, args.train_root, True, args.train_images)
+    model, config = build_model(args.model, len(classes), classes, verbose=rank == 0)
+    iters_per_epoch = math.ceil(math.ceil(len(train_set) / world) / args.batch_size)
+    if args.schedule == "step":
+        milestones = [round(e * iters_per_epoch) for e in args.lr_steps]
+        lr_lambda_fn = lambda total: warmup_step(total, args.warmup_iters, milestones, args.gamma)  # noqa: E731
+    else:
+        lr_lambda_fn = lambda total: warmup_cosine(total, args.warmup_iters)  # noqa: E731
+    log(f"fine-tuning {config['arch']} for {len(classes)} classes ({', '.join(classes[1:])} + background) on "
+        f"{len(train_set)} images, {world} process(es) on {device}, batch {args.batch_size} per process, "
+        f"{iters_per_epoch} iterations per epoch")
+    t0 = time.time()
+    history = fit(model, train_set, epochs=args.epochs, batch_size=args.batch_size, device=device,
+                  out_dir=args.out, seed=args.seed, resume=not args.no_resume, num_workers=args.workers,
+                  collate_fn=collate_fn, config={**config, "args": vars(args)}, stop_after=args.stop_after,
+                  progress=not args.no_progress,
+                  optimizer_fn=lambda params: make_sgd(params, args.lr, args.momentum, args.weight_decay),
+                  lr_lambda_fn=lr_lambda_fn)
+    result: dict = {"history": history, "classes": classes}
+    done = bool(history) and history[-1]["epoch"] == args.epochs - 1
+    if rank != 0:
+        return result
+    if history:
+        last = history[-1]
+        log(f"training: {sum(h['seconds'] for h in history):.1f} s over {len(history)} epoch(s); last epoch "
+            f"waited {data_wait(last):.0%} of its time for data")
+    if not done:
+        log("stopped early; run the same command again to resume")
+        return result
+    out = Path(args.out)
+    export = out / "model.pt"
+    torch.save({"model": model.state_dict(), "config": config}, export)
+    result["export"] = export
+    if not args.no_eval:
+        val_set = _dataset(val_file, args.val_root, False, args.val_images)
+        report = evaluate(model, val_set, device, progress=not args.no_progress)
+        log(format_report(report))
+        metrics = {t: {k: round(v, 4) for k, v in report[t].items()} for t in ("bbox", "segm")}
+        write_json_atomic({"metrics": metrics, "val": str(val_file), "val_images": len(val_set),
+                           "train_seconds": round(sum(h["seconds"] for h in history), 1),
+                           "wall_seconds": round(time.time() - t0, 1), "world_size": world,
+                           "device": str(device)}, out / "metrics.json")
+        result["metrics"] = metrics
+    log(f"wrote {export}" + ("" if args.no_eval else f" and {out / 'metrics.json'}"))
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,14 @@
+"""Where the course keeps its files. Taught in: every notebook (used, not taught).
+
+``COURSE_DATA_DIR`` overrides the data folder, e.g. for a read-only checkout.
+"""
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]  # course_lib/utils/paths.py -> the repository
+DATA_DIR = Path(os.environ.get("COURSE_DATA_DIR", REPO_ROOT / "data"))
+# Generated, re-creatable data (shapes images, masks, COCO files) lives here and is not in git.
+GENERATED_DIR = DATA_DIR / "generated"
+CHECKPOINT = DATA_DIR / "course_maskrcnn.pt"
+PROVENANCE = DATA_DIR / "course_maskrcnn.json"

@@ -1,0 +1,200 @@
+"""The course in a real browser: JupyterLab on a loopback port, driven by Playwright in Debian's Chromium.
+
+Needs `/usr/bin/chromium` (Debian's package; `./course test` installs it with apt-get where it can) and the
+`playwright` Python package (no browser download: Playwright drives the system Chromium through
+`executable_path`). Where either is missing the tests are skipped with the reason. Screenshots go to
+`artifacts/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from course_lib.utils.paths import REPO_ROOT as ROOT
+
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
+
+
+def _requirements() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return "Debian's chromium is not installed (apt-get install chromium): browser tests skipped"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed (pip install -e '.[test]'): browser tests skipped"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab server over a temporary copy of the student notebooks; yields (base URL, token)."""
+    reason = _requirements()
+    if reason:
+        print(reason)
+        pytest.skip(reason)
+    work = tmp_path_factory.mktemp("lab")
+    for nb in (ROOT / "notebooks").glob("*.ipynb"):
+        shutil.copy(nb, work / nb.name)
+    # Render every cell (JupyterLab 4 otherwise only renders what is on screen).
+    # Start the notebook's own kernel without the "Select Kernel" dialog, and no news toast over the page.
+    settings = work / ".settings" / "@jupyterlab"
+    (settings / "notebook-extension").mkdir(parents=True)
+    (settings / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
+        json.dumps({"windowingMode": "none", "autoStartDefaultKernel": True}))
+    (settings / "apputils-extension").mkdir()
+    (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    port, token = _free_port(), secrets.token_hex(16)
+    # As a learner sees it: widgets on, and the inline figure backend (no MPLBACKEND=Agg from the tests).
+    env = {k: v for k, v in os.environ.items() if k not in ("COURSE_HEADLESS", "MPLBACKEND")}
+    env.update(JUPYTERLAB_SETTINGS_DIR=str(work / ".settings"), COURSE_PROGRESS_FILE=str(work / "progress.json"))
+    log = open(work / "lab.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.extension_manager=readonly",
+         *(["--allow-root"] if os.geteuid() == 0 else [])],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise RuntimeError(f"JupyterLab did not start: {(work / 'lab.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+    try:
+        yield base, token
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture
+def page(lab):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        yield page
+        browser.close()
+
+
+IDLE = ".jp-Notebook-ExecutionIndicator[data-status='idle']"
+
+
+def open_and_run_all(page, lab, name: str, timeout_s: int = 600) -> None:
+    base, token = lab
+    # A fresh workspace per test, so that notebooks opened by an earlier test are not restored.
+    page.goto(f"{base}/lab/workspaces/{Path(name).stem}/tree/{name}?token={token}&reset")
+    page.wait_for_selector(".jp-Notebook .jp-Cell")
+    # Ready when the kernel is idle and no dialog is open. Should JupyterLab still ask which kernel to start
+    # (the dialog can come up after the indicator already says idle), take the proposed one: the venv's Python 3.
+    deadline = time.time() + 120
+    settled = 0
+    while settled < 3:  # idle and dialog-free on three checks in a row, half a second apart
+        dialog = page.locator(".jp-Dialog:has-text('Select Kernel')")
+        if dialog.count():
+            dialog.locator("button:has-text('Select')").click()
+        ready = page.locator(f"{IDLE} >> visible=true").count() and not page.locator(".jp-Dialog").count()
+        settled = settled + 1 if ready else 0
+        if time.time() > deadline:
+            page.screenshot(path=str(ARTIFACTS / f"browser_{Path(name).stem}_no_kernel.png"), full_page=True)
+            raise AssertionError(f"the kernel for {name} did not start")
+        page.wait_for_timeout(500)
+    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+    # Done when every code cell shows an execution count ([12]:), none [*]: or [ ]:.
+    start = time.time()
+    idle_since = start  # when the page last showed no cell running or queued ([*]:)
+    while time.time() < start + timeout_s:
+        prompts = [p.strip() for p in page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()]
+        if prompts and all(re.fullmatch(r"\[\d+\]:?", p) for p in prompts):
+            return
+        if any("*" in p for p in prompts):
+            idle_since = time.time()
+        elif time.time() - idle_since > 60:
+            break  # nothing running or queued for a minute: Run All did not take, or the kernel was replaced
+        page.wait_for_timeout(1000)
+    page.screenshot(path=str(ARTIFACTS / f"browser_{Path(name).stem}_timeout.png"), full_page=True)
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']").all_inner_texts()
+    raise AssertionError(f"{name} did not finish running after {time.time() - start:.0f} s; prompts {prompts}; "
+                         f"errors: {[e[-500:] for e in errors]}")
+
+
+def test_overview_runs_in_jupyterlab_and_the_quiz_answers(page, lab):
+    open_and_run_all(page, lab, "00_overview.ipynb")
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    tracebacks = [t for t in errors.all_inner_texts() if "Traceback" in t or "Error" in t.split("\n")[0]]
+    assert not tracebacks, tracebacks
+    assert page.locator("text=NOT YET check_filter_detections").count() == 1  # stubs: the checker says so
+    quiz = page.locator(".widget-vbox:has(.widget-radio-box)").first
+    quiz.scroll_into_view_if_needed()
+    assert "What is the primary addition of Mask R-CNN" in quiz.inner_text()
+    quiz.locator("label:has-text('A deeper backbone network')").click()
+    quiz.locator("button:has-text('Check')").click()
+    page.wait_for_timeout(500)
+    assert "Not quite" in quiz.inner_text()
+    quiz.locator("label:has-text('A branch that predicts a binary mask')").click()
+    quiz.locator("button:has-text('Check')").click()
+    page.wait_for_function("el => el.innerText.includes('Correct!')", arg=quiz.element_handle())
+    feedback = quiz.inner_text()
+    assert "Correct!" in feedback and "28x28 mask" in feedback
+    quiz.screenshot(path=str(ARTIFACTS / "browser_00_quiz.png"))
+    page.screenshot(path=str(ARTIFACTS / "browser_00_page.png"))
+
+
+def test_nms_slider_redraws_the_proposals(page, lab):
+    """Notebook 02's interactive control: moving the NMS slider changes the figure."""
+    open_and_run_all(page, lab, "02_anchors_rpn.ipynb", timeout_s=600)
+    control = page.locator(".widget-interact").first
+    control.scroll_into_view_if_needed()
+    control.locator("img").first.wait_for()
+    before = control.locator("img").first.get_attribute("src")
+    readout = control.locator(".widget-readout").first
+    assert readout.inner_text().strip() == "0.70"
+    handle = control.locator(".widget-slider .noUi-handle").first
+    handle.focus()
+    for _ in range(6):  # lower the NMS threshold by 0.3: fewer, less overlapping proposals
+        page.keyboard.press("ArrowLeft")
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        imgs = control.locator("img")
+        if imgs.count() and imgs.first.get_attribute("src") not in (None, before):
+            break
+        page.wait_for_timeout(500)
+    else:
+        raise AssertionError("the figure did not change after moving the NMS slider")
+    assert readout.inner_text().strip() == "0.40"
+    control.screenshot(path=str(ARTIFACTS / "browser_02_nms_slider.png"))

@@ -1,0 +1,70 @@
+import json
+
+import pytest
+
+from course_lib.course.notebook_build import (
+    MarkerError,
+    build,
+    render,
+    stub_code,
+    stub_markdown,
+    student_notebook,
+)
+from course_lib.utils.paths import REPO_ROOT as ROOT
+
+
+def test_solution_region_becomes_a_stub_at_its_indentation():
+    src = "def f(x):\n    '''doc'''\n    ### BEGIN SOLUTION\n    y = x + 1\n    return y\n    ### END SOLUTION\n\nf = check(f)"
+    assert stub_code(src) == ("def f(x):\n    '''doc'''\n"
+                              '    raise NotImplementedError("Exercise: replace this line with your code")\n\nf = check(f)')
+
+
+def test_nbval_markers_are_removed_and_other_code_kept():
+    assert stub_code("# NBVAL_CHECK_OUTPUT\nprint(1)") == "print(1)"
+    assert stub_code("x = 1  # BEGIN SOLUTION is not a marker here") == "x = 1  # BEGIN SOLUTION is not a marker here"
+
+
+@pytest.mark.parametrize("bad", ["### BEGIN SOLUTION\nx = 1", "x = 1\n### END SOLUTION",
+                                 "### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION"])
+def test_unbalanced_markers_are_errors(bad):
+    with pytest.raises(MarkerError):
+        stub_code(bad, "nb, cell 3")
+
+
+def test_markdown_answers_are_hidden():
+    assert stub_markdown("Q?\n<!-- BEGIN SOLUTION -->\nBecause.\n<!-- END SOLUTION -->") == "Q?\n*Your answer here.*"
+
+
+def test_student_notebook_drops_outputs_and_metadata():
+    nb = {"cells": [{"cell_type": "code", "source": ["x = 1\n", "x"], "outputs": [{"output_type": "stream"}],
+                     "execution_count": 3, "metadata": {"tags": ["t"], "execution": {}}, "id": "a"}],
+          "metadata": {"kernelspec": {"name": "python3"}, "widgets": {}}, "nbformat": 4, "nbformat_minor": 5}
+    out = student_notebook(nb)
+    cell = out["cells"][0]
+    assert cell["outputs"] == [] and cell["execution_count"] is None and cell["metadata"] == {"tags": ["t"]}
+    assert out["metadata"] == {"kernelspec": {"name": "python3"}}
+    assert nb["cells"][0]["outputs"], "the solution itself is not modified"
+
+
+def test_notebooks_folder_is_exactly_what_the_build_writes():
+    stale = build(ROOT / "solutions", ROOT / "notebooks", check=True)
+    assert not stale, f"notebooks/ is stale (run `./course build`): {stale}"
+
+
+def test_every_exercise_is_stubbed_in_the_student_notebooks():
+    for sol in sorted((ROOT / "solutions").glob("*.ipynb")):
+        sol_text = sol.read_text()
+        student = (ROOT / "notebooks" / sol.name).read_text()
+        n_regions = sol_text.count("### BEGIN SOLUTION")
+        assert student.count("raise NotImplementedError(\\\"Exercise") == n_regions
+        assert "### BEGIN SOLUTION" not in student and "NBVAL_" not in student
+        assert all(c.get("outputs", []) == [] for c in json.loads(student)["cells"])
+
+
+def test_build_is_deterministic(tmp_path):
+    build(ROOT / "solutions", tmp_path)
+    first = {p.name: p.read_text() for p in tmp_path.glob("*.ipynb")}
+    build(ROOT / "solutions", tmp_path)
+    assert first == {p.name: p.read_text() for p in tmp_path.glob("*.ipynb")}
+    nb = json.loads(next(iter(first.values())))
+    assert render(nb) == next(iter(first.values()))
