@@ -24,7 +24,8 @@ def conda_requirements() -> dict[str, SpecifierSet]:
     text = (ROOT / "environment.yml").read_text()
     deps = {}
     for line in text.split("dependencies:", 1)[1].splitlines():
-        m = re.match(r"^  - ([A-Za-z0-9_.\-]+)\s*([<>=!~][^#]*)?$", line)
+        # conda packages ("  - name>=1") and pip packages ("      - name==1  # why"), not "- -e ."
+        m = re.match(r"^(?:  |      )- ([A-Za-z0-9_.\-]+)\s*([<>=!~][^#]*)?\s*(?:#.*)?$", line)
         if m:
             name = CONDA_NAMES.get(m.group(1).lower(), m.group(1).lower())
             deps[name] = SpecifierSet((m.group(2) or "").replace(" ", ""))
