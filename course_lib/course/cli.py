@@ -13,6 +13,7 @@ import sys
 from course_lib.utils.errors import CommandError
 
 # name -> (module, one-line help). ``./course`` adds ``python`` (run the course's Python) itself.
+# New commands: one row here, and a module with ``main(argv) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
     "lab": ("course_lib.course.lab", "open the course in JupyterLab (--headless: run every notebook, "
                                      "print each one's time and pass/fail)"),
@@ -24,6 +25,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "grade": ("course_lib.course.grade", "grade students' notebooks: each exercise, quiz and a score"),
     "train": ("course_lib.training.train_course_model", "train the course checkpoint on the shapes data"),
     "finetune": ("course_lib.training.finetune", "fine-tune a model on a COCO data set (yours or the shapes)"),
+}
+
+
+# What Ctrl-C says for the commands that can pick up where they stopped.
+RESUME_HINTS = {
+    "train": "; the last finished epoch is saved in the run folder (--out): run the same command again to resume",
+    "finetune": "; the last finished epoch is saved in the run folder (--out): run the same command again to "
+                "resume",
 }
 
 
@@ -53,6 +62,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m course_lib") -> i
         print(f"{prog} {name}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"\n{prog} {name}: interrupted", file=sys.stderr)
+        resume = RESUME_HINTS.get(name, "")
+        print(f"\n{prog} {name}: interrupted{resume}", file=sys.stderr)
         return 130
     return result if isinstance(result, int) else 0

@@ -1,16 +1,8 @@
-"""COCO instance files: building them from masks, checking them, and a torch ``Dataset`` that reads them.
-Taught in: 05_coco_dataset (used from 00_overview on).
+"""Building a COCO instance-segmentation file from images and masks. Taught in: 05_coco_dataset
 
-Box formats: COCO stores ``bbox`` as ``[x, y, width, height]``; the ``Dataset`` returns torchvision's
-``(x1, y1, x2, y2)``. ``area`` and ``bbox`` are always computed by pycocotools from the mask, so
-they agree with what ``COCOeval`` uses.
-
-Segmentations are RLE (``{"size": [h, w], "counts": str}``) or polygons (``[[x1, y1, x2, y2, ...], ...]``).
-The polygons written here trace the pixel edges, so pycocotools decodes them to exactly the original mask
-(holes included). Crowd regions (``iscrowd=1``) are always written as RLE.
-
-Every problem in the input is an error that names its file and instance: nothing is dropped silently,
-and a failed build writes no file.
+``build_coco_dataset`` reads an image folder and a mask folder in one of ``LAYOUTS`` (one instance-id PNG per
+image with a category side-car, or one PNG per instance), checks every file and writes the JSON atomically;
+``masks_to_coco`` and ``images_and_masks_to_coco`` do the same from arrays in memory.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
-"""COCO instance files: building them from masks, checking them, and a torch ``Dataset`` that reads them.
-Taught in: 05_coco_dataset (used from 00_overview on).
+"""A torch ``Dataset`` over a COCO file, with targets in torchvision's detection format.
+Taught in: 05_coco_dataset
 
-Box formats: COCO stores ``bbox`` as ``[x, y, width, height]``; the ``Dataset`` returns torchvision's
-``(x1, y1, x2, y2)``. ``area`` and ``bbox`` are always computed by pycocotools from the mask, so
-they agree with what ``COCOeval`` uses.
-
-Segmentations are RLE (``{"size": [h, w], "counts": str}``) or polygons (``[[x1, y1, x2, y2, ...], ...]``).
-The polygons written here trace the pixel edges, so pycocotools decodes them to exactly the original mask
-(holes included). Crowd regions (``iscrowd=1``) are always written as RLE.
-
-Every problem in the input is an error that names its file and instance: nothing is dropped silently,
-and a failed build writes no file.
+``CocoInstanceDataset(root, ann_file, transforms=None)`` (``root`` as in torchvision's ``CocoDetection``)
+returns ``(image, target)`` with ``tv_tensors`` boxes (XYXY) and masks, so that ``transforms.v2`` moves them
+with the image; ``collate_fn`` keeps a batch as lists; ``get_transform`` is the course's augmentation.
 """
 
 from __future__ import annotations

@@ -1,16 +1,4 @@
-"""COCO instance files: building them from masks, checking them, and a torch ``Dataset`` that reads them.
-Taught in: 05_coco_dataset (used from 00_overview on).
-
-Box formats: COCO stores ``bbox`` as ``[x, y, width, height]``; the ``Dataset`` returns torchvision's
-``(x1, y1, x2, y2)``. ``area`` and ``bbox`` are always computed by pycocotools from the mask, so
-they agree with what ``COCOeval`` uses.
-
-Segmentations are RLE (``{"size": [h, w], "counts": str}``) or polygons (``[[x1, y1, x2, y2, ...], ...]``).
-The polygons written here trace the pixel edges, so pycocotools decodes them to exactly the original mask
-(holes included). Crowd regions (``iscrowd=1``) are always written as RLE.
-
-Every problem in the input is an error that names its file and instance: nothing is dropped silently,
-and a failed build writes no file.
+"""``CocoFormatError``: a COCO file or a mask folder that the course cannot use. Taught in: 05_coco_dataset
 """
 
 from __future__ import annotations

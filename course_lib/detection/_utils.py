@@ -1,11 +1,9 @@
-"""Box arithmetic from scratch: area, IoU, the box coder, non-maximum suppression.
+"""The RPN's and the heads' training helpers from scratch (torchvision's ``detection/_utils.py``).
 Taught in: 02_anchors_rpn
 
-Every box is ``(x1, y1, x2, y2)`` in pixels, ``x1 <= x2`` and ``y1 <= y2``; a set of N boxes is
-an ``(N, 4)`` tensor. Each function gives the same numbers as its torchvision namesake
-(``torchvision.ops.box_area``, ``box_iou``, ``nms``, ``batched_nms``, ``clip_boxes_to_image``,
-``remove_small_boxes``; ``torchvision.models.detection._utils.BoxCoder``), bit for bit where the
-arithmetic is the same, and ``nms`` keeps exactly the same boxes.
+``BoxCoder`` turns a box into offsets relative to a reference box and back; ``Matcher`` gives each anchor or
+proposal its ground-truth box, or marks it background or ignored; ``BalancedPositiveNegativeSampler`` picks a
+fixed number of them with a positive fraction. Each agrees with its torchvision namesake.
 """
 
 import math

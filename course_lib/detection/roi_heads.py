@@ -1,20 +1,20 @@
-"""Box head post-processing: from class scores and box deltas to final detections.
-
+"""The box and mask heads' pieces from scratch (torchvision's ``detection/roi_heads.py``).
 Taught in: 04_heads_mask_branch
 
-``postprocess_detections`` equals ``torchvision.models.detection.roi_heads.RoIHeads.postprocess_detections``.
-The box head gives, for every proposal, one score per class (background is class 0) and one box
-regression per class ("class-specific regression"). Post-processing turns them into at most
-``detections_per_img`` boxes per image:
+| course_lib                 | torchvision.models.detection.roi_heads        |
+|----------------------------|-----------------------------------------------|
+| ``postprocess_detections`` | ``RoIHeads.postprocess_detections``           |
+| ``project_masks_on_boxes`` | ``project_masks_on_boxes``                    |
+| ``maskrcnn_loss``          | ``maskrcnn_loss``                             |
+| ``paste_masks_in_image``   | ``paste_masks_in_image``                      |
+| ``paste_mask_in_image``    | ``paste_mask_in_image`` (one mask)            |
+| ``expand_boxes``           | ``expand_boxes``                              |
 
-1. softmax over classes; decode each class's deltas against the proposal,
-2. clip the boxes to the image,
-3. drop the background class; every (proposal, class) pair becomes a candidate,
-4. drop candidates scoring <= ``score_thresh``, and boxes thinner than 0.01 pixel,
-5. non-maximum suppression per class,
-6. keep the ``detections_per_img`` best.
-
-Boxes are ``(x1, y1, x2, y2)`` in image pixels.
+Boxes are ``(x1, y1, x2, y2)`` in image pixels. The box head gives, for every proposal, one score per class
+(background is class 0) and one box regression per class; post-processing turns them into detections (decode,
+clip, drop background and low scores, remove tiny boxes, NMS per class, keep the best). The mask head predicts
+one ``M x M`` logit map per class for every positive proposal; only the ground-truth class's map is trained,
+and at inference the predicted class's map is pasted into its box.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""Pictures: detections, targets, image grids and the pipeline diagram. Used in: every notebook.
+"""Drawing helpers every lesson shares: detections and targets on images, image grids, box outlines.
+Used in: every notebook.
 
-Drawing on images uses ``torchvision.utils.draw_bounding_boxes`` / ``draw_segmentation_masks``;
-figures use matplotlib. Images are (3, H, W) tensors, uint8 or float in [0, 1].
+Drawing on images uses ``torchvision.utils.draw_bounding_boxes`` / ``draw_segmentation_masks``; figures use
+matplotlib. Images are (3, H, W) tensors, uint8 or float in [0, 1].
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""Pictures: detections, targets, image grids and the pipeline diagram. Used in: every notebook.
-
-Drawing on images uses ``torchvision.utils.draw_bounding_boxes`` / ``draw_segmentation_masks``;
-figures use matplotlib. Images are (3, H, W) tensors, uint8 or float in [0, 1].
+"""Notebook 00's pictures and examples: the pipeline diagram and made-up detections for the
+exercises. Taught in: 00_overview
 """
 
 from __future__ import annotations

@@ -1,16 +1,5 @@
-"""Looking inside the backbone, the FPN and the RPN: small computations and their pictures.
-Used in: 01_backbone_fpn, 02_anchors_rpn.
-
-* 01: the features of every level (``backbone_levels``), a table of their shapes for any input
-  size, the FPN merge as a diagram, the most varying channels and an outline-vs-inside measure (trained
-  vs untrained), the theoretical receptive field computed from a ResNet's layer list and the effective
-  one measured by a gradient.
-* 02: anchors drawn per level, IoU pictures, labelled and sampled anchors, box coding, the RPN's
-  objectness per level, proposals before and after NMS, proposal recall, and an ipywidgets
-  explorer for the NMS threshold and the number of proposals.
-
-Every picture is a matplotlib figure; every function that draws returns it. Images are (3, H, W)
-float tensors in [0, 1]; boxes are (x1, y1, x2, y2) pixels.
+"""Notebook 02's computations and pictures: anchors, matching, sampling, box coding, objectness,
+proposals and their recall. Taught in: 02_anchors_rpn
 """
 
 from __future__ import annotations

@@ -1,21 +1,5 @@
-"""Mask branch helpers: mask targets, the mask loss, and pasting masks into the image.
-
-Taught in: 04_heads_mask_branch
-
-| course_lib                 | torchvision.models.detection.roi_heads |
-|----------------------------|----------------------------------------|
-| ``project_masks_on_boxes`` | ``project_masks_on_boxes``             |
-| ``maskrcnn_loss``          | ``maskrcnn_loss``                      |
-| ``paste_masks_in_image``   | ``paste_masks_in_image``               |
-
-Boxes are ``(x1, y1, x2, y2)`` in image pixels. The mask head predicts, for every positive
-proposal, one ``M x M`` (28x28) logit map per class; only the map of the ground-truth class is
-trained, and at inference the map of the predicted class is resized into its box.
-
-For the notebook: ``the notebook's one-mask ``paste_mask`` exercise, ``expand_boxes``, ``jitter_boxes`` (proposal-like
-boxes around the ground truth), ``mask_loss_gradients`` (sigmoid vs softmax mask loss),
-``candidate_detections`` (the box head's candidates before NMS), ``mask_branch_stages`` (the mask
-head layer by layer), and pictures (matplotlib, imported only when drawing).
+"""Notebook 04's computations and pictures: jittered proposals, the box head's candidates, the mask head
+layer by layer, the mask loss's gradients, mask targets. Taught in: 04_heads_mask_branch
 """
 
 from __future__ import annotations

@@ -1,21 +1,5 @@
-"""The training engine: ``train_one_epoch`` and ``fit`` with checkpoints and exact resume.
-Taught in: 06_fine_tuning (used by ``./course train`` and ``./course finetune``).
-
-A checkpoint is written after every epoch. The data order of epoch ``e`` depends only on
-``(seed, e)`` and all RNG states are saved, so a run stopped after any epoch and resumed follows the
-same loss trajectory as a run that never stopped.
-
-Every iteration also records how long it waited for the data loader (``time_data``) and how long the
-forward, backward and optimizer step took (``time_step``); ``fit`` reports both per epoch, so a loader
-that cannot keep up shows as a large "data wait" share.
-
-Under ``torchrun`` (``torch.distributed`` initialised), ``fit`` wraps the model in
-``DistributedDataParallel``, gives every process its share of the data through a
-``DistributedSampler``, and only rank 0 prints, writes checkpoints and calls ``on_epoch_end``.
-
-Learning-rate recipes: ``make_sgd`` (torchvision's detection recipe: SGD, lr 0.005, momentum 0.9,
-weight decay 0.0005) with ``warmup_step`` (linear warm-up, then the LR times ``gamma`` at each
-milestone, i.e. ``StepLR``/``MultiStepLR``), or ``warmup_cosine``.
+"""Notebook 06's figures: loss curves, precision-recall curves, one picture per detection error.
+Taught in: 06_fine_tuning
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
-"""Box arithmetic from scratch: area, IoU, the box coder, non-maximum suppression.
-Taught in: 02_anchors_rpn
+"""Box operations from scratch (torchvision's ``ops/boxes.py``): area, IoU, non-maximum suppression,
+clipping, small-box removal. Taught in: 02_anchors_rpn
 
-Every box is ``(x1, y1, x2, y2)`` in pixels, ``x1 <= x2`` and ``y1 <= y2``; a set of N boxes is
-an ``(N, 4)`` tensor. Each function gives the same numbers as its torchvision namesake
-(``torchvision.ops.box_area``, ``box_iou``, ``nms``, ``batched_nms``, ``clip_boxes_to_image``,
-``remove_small_boxes``; ``torchvision.models.detection._utils.BoxCoder``), bit for bit where the
-arithmetic is the same, and ``nms`` keeps exactly the same boxes.
+Every box is ``(x1, y1, x2, y2)`` in pixels, ``x1 <= x2`` and ``y1 <= y2``; a set of N boxes is an
+``(N, 4)`` tensor. Each function gives the same numbers as its torchvision namesake.
 """
 
 import math

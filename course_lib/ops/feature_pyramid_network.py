@@ -1,12 +1,10 @@
-"""The Feature Pyramid Network merge from scratch, and the feature-map shapes for any image size.
+"""The Feature Pyramid Network merge from scratch (torchvision's ``ops/feature_pyramid_network.py``).
 Taught in: 01_backbone_fpn
 
-A ResNet gives C2..C5 (strides 4, 8, 16, 32; more channels, fewer pixels each stage). The FPN turns
-them into P2..P5 with the same number of channels each: a lateral 1x1 conv per level, a top-down
-path that upsamples the coarser merged map (nearest neighbour, to the exact size of the finer one)
-and adds it, then a 3x3 conv to smooth each sum. P6 is P5 max-pooled with stride 2
-(torchvision's ``LastLevelMaxPool``). ``fpn_merge`` does what
-``torchvision.ops.FeaturePyramidNetwork.forward`` does, with the same numbers.
+A ResNet gives C2..C5 (strides 4, 8, 16, 32). ``fpn_merge`` turns them into P2..P5 with the same number of
+channels each: a lateral 1x1 conv per level, a top-down path that upsamples the coarser merged map (nearest
+neighbour, to the exact size of the finer one) and adds it, then a 3x3 conv per level.
+``last_level_max_pool`` makes P6 from P5 (``LastLevelMaxPool``).
 """
 
 import torch.nn.functional as F

@@ -1,15 +1,8 @@
-"""RoIPool, RoIAlign, FPN level assignment and multi-scale RoIAlign, written from scratch.
+"""RoIAlign from scratch (torchvision's ``ops/roi_align.py``).
 
 Taught in: 03_roi_align
 
-Every function here agrees with its torchvision counterpart to 1e-5 (float32):
-
-| course_lib                 | torchvision                                   |
-|----------------------------|-----------------------------------------------|
-| ``roi_pool``               | ``torchvision.ops.roi_pool``                  |
-| ``roi_align``              | ``torchvision.ops.roi_align``                 |
-| ``assign_fpn_levels``      | ``torchvision.ops.poolers.LevelMapper``       |
-| ``multiscale_roi_align``   | ``torchvision.ops.MultiScaleRoIAlign``        |
+``roi_align`` agrees with ``torchvision.ops.roi_align`` to 1e-5 (float32), forward and backward.
 
 Boxes are ``(x1, y1, x2, y2)`` in input-image pixels; ``spatial_scale`` maps them onto the
 feature map (0.25 for a stride-4 map). They come either as one ``(K, 5)`` tensor whose first
@@ -33,10 +26,9 @@ per bin (i, j), the feature vectors of the cells ``(y, x)`` in band ``i`` of Wy 
 exactly this gather + weighted sum in one op, on the channels-last feature map; its autograd
 gives the backward pass (equal to torchvision's).
 
-For the notebook, RoIAlign one piece at a time: ``bilinear_interpolate`` (one point, the kernel's
-edge rules), ``linear_weights`` (one axis of it), ``roi_align_one_box`` (``Wy @ F @ Wx.T``),
-``roi_pool_bins`` and ``sample_points`` (which cells and points each method reads), and the
-``plot_*`` pictures (matplotlib, imported only when drawing).
+The one-box reference pieces for the notebook's exercises are here too: ``bilinear_interpolate`` (one
+point, the kernel's edge rules), ``linear_weights`` (one axis of it) and ``roi_align_one_box``
+(``Wy @ F @ Wx.T``).
 """
 
 from __future__ import annotations

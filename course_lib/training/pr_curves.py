@@ -1,13 +1,4 @@
-"""COCO evaluation (bbox and segm AP with pycocotools' ``COCOeval``), PR curves and error analysis.
-Taught in: 06_fine_tuning. Used from 00_overview on to report the course checkpoint's quality.
-
-* ``predict`` -> ``to_coco_results`` -> ``coco_eval`` (or all three: ``evaluate``): COCO's AP, AP50,
-  AP75, AP by object size and AR, for boxes and masks.
-* ``pr_curves`` / ``plot_pr_curves``: precision against recall per class at IoU 0.5 and 0.75, read
-  from a ``COCOeval``'s accumulated ``eval['precision']``.
-* ``mask_iou``, ``image_errors``, ``error_analysis``, ``error_summary``, ``draw_error``: what went
-  wrong, image by image: misses, duplicates, wrong classes, poor boxes, poor masks, detections on
-  background.
+"""Precision-recall curves per class, read off a finished ``COCOeval``. Taught in: 06_fine_tuning
 """
 
 from __future__ import annotations
