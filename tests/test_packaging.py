@@ -85,3 +85,13 @@ def test_no_file_over_25_mb_in_the_repo():
                            text=True, check=True).stdout.split()
     big = [f for f in files if (ROOT / f).is_file() and (ROOT / f).stat().st_size > 25 * 2**20]
     assert not big, f"files over 25 MB: {big}"
+
+
+def test_nothing_in_the_repository_points_outside_it():
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    this = Path(__file__).resolve().relative_to(ROOT).as_posix()
+    bad = [f for f in files if f != this and f.endswith((".py", ".md", ".ipynb", ".toml", ".yml", ".cfg", "course"))
+           and re.search(r"\.\./shared|COURSE\.md", (ROOT / f).read_text(encoding="utf-8", errors="replace"))]
+    assert bad == [], f"these files point outside the repository: {bad}"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from course_lib.utils.paths import REPO_ROOT
 
-# CPU budgets in seconds (COURSE.md, 2-core machine, headless).
+# CPU budgets in seconds per notebook (2-core machine, headless; the README lists them).
 BUDGETS = {"00": 60, "01": 60, "02": 90, "03": 60, "04": 90, "05": 60, "06": 240}
 
 

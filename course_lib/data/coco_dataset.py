@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from pycocotools.coco import COCO
 from torchvision import tv_tensors
+from torchvision.ops import box_convert
 
 
 def load_coco(ann_file: str | Path) -> COCO:
@@ -95,8 +96,8 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         if self.drop_crowd:
             anns = [a for a in anns if not a.get("iscrowd", 0)]
         h, w = canvas_size
-        boxes = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
-        boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy
+        boxes = box_convert(torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4),
+                            "xywh", "xyxy")  # COCO's [x, y, width, height] -> torchvision's corners
         masks = np.stack([self.coco.annToMask(a) for a in anns]) if anns else np.zeros((0, h, w), np.uint8)
         return {
             "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),

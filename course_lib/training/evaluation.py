@@ -12,6 +12,7 @@ import io
 
 import numpy as np
 from pycocotools.cocoeval import COCOeval
+from torchvision.ops import box_convert
 
 from course_lib.data.masks import encode_mask
 from course_lib.training.predict import predict
@@ -25,8 +26,7 @@ def to_coco_results(outputs: dict[int, dict], mask_threshold: float = 0.5) -> li
     """Model outputs -> COCO result dicts (xywh ``bbox``, RLE ``segmentation``, ``score``)."""
     results = []
     for image_id, out in outputs.items():
-        boxes = out["boxes"].clone()
-        boxes[:, 2:] -= boxes[:, :2]  # xyxy -> xywh
+        boxes = box_convert(out["boxes"], "xyxy", "xywh")  # COCO results use [x, y, width, height]
         masks = (out["masks"][:, 0] > mask_threshold).numpy() if "masks" in out else None
         for i in range(len(boxes)):
             r = {"image_id": image_id, "category_id": int(out["labels"][i]),
