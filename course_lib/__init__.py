@@ -48,6 +48,7 @@ _EXPORTS = {
     "data.coco_build": "build_coco_dataset masks_to_coco images_and_masks_to_coco",
     "data.coco_validate": "validate_coco ValidationReport",
     "data.coco_dataset": "CocoInstanceDataset collate_fn get_transform load_coco",
+    "data.nuclei": "load_nuclei locate_nuclei_files write_nuclei_folders nuclei_transform split_labels stretch_to_uint8 VAL_X0",
     "training.predict": "run_inference predict filter_detections binarize_masks describe_output",
     "training.engine": "fit train_one_epoch make_loader make_sgd warmup_cosine warmup_step data_wait",
     "training.checkpoint": "save_checkpoint load_checkpoint",
@@ -57,6 +58,7 @@ _EXPORTS = {
     "training.finetune": "categories_of",
     "course.progress": "show_progress",
     "course.quiz": "quiz answer",
+    "course.checkers": "hint",
 }
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names.split()}
 __all__ = sorted(_HOME)

@@ -25,6 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "grade": ("course_lib.course.grade", "grade students' notebooks: each exercise, quiz and a score"),
     "train": ("course_lib.training.train_course_model", "train the course checkpoint on the shapes data"),
     "finetune": ("course_lib.training.finetune", "fine-tune a model on a COCO data set (yours or the shapes)"),
+    "coco": ("course_lib.data.coco_command", "coco build (LabelMe, VOC, YOLO, masks, other tools -> COCO), coco validate"),
+    "evaluate": ("course_lib.training.evaluate_command", "COCO AP, per-class AP and an error summary of a model.pt"),
+    "predict": ("course_lib.training.predict_command", "a folder of images -> overlay PNGs and COCO results JSON"),
+    "export": ("course_lib.training.export", "a model.pt -> TorchScript (outputs checked against the eager model)"),
 }
 
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from course_lib.course.bank import load_exercises, load_questions, notebooks
+from course_lib.utils.files import write_atomic
 
 
 def progress_file() -> Path:
@@ -39,10 +40,7 @@ def record(notebook: str, item: str, passed: bool) -> None:
                             "time": time.strftime("%Y-%m-%d %H:%M")}
     path = progress_file()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, lambda f: json.dump(data, f, indent=1, sort_keys=True), "w")
     except OSError as exc:  # a read-only home must not break a notebook
         print(f"(progress not saved: {exc})")
 
@@ -63,5 +61,14 @@ def summary() -> str:
 
 
 def show_progress() -> None:
-    """Print the progress summary (the one-line call at the top of each notebook)."""
+    """Print the progress summary (the one-line call at the top of each notebook).
+
+    Headless (stored outputs, CI) it prints one fixed line instead: the path and the counts belong to whoever
+    ran the notebook and would differ for every reader.
+    """
+    from course_lib.utils.ui import headless
+
+    if headless():
+        print("Your progress is saved between sessions; run show_progress() in Jupyter to see it.")
+        return
     print(f"Your progress ({progress_file()}):\n{summary()}")

@@ -11,37 +11,28 @@ Without ``--write`` the files on disk are left untouched.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 from pathlib import Path
 
 from course_lib.utils.paths import REPO_ROOT
 
 # CPU budgets in seconds per notebook (2-core machine, headless; the README lists them).
-BUDGETS = {"00": 60, "01": 60, "02": 90, "03": 60, "04": 90, "05": 60, "06": 240}
+BUDGETS = {"00": 60, "01": 60, "02": 90, "03": 60, "04": 90, "05": 60, "06": 240, "08": 240}
 
 
-def execute(path: Path, write: bool = False, timeout: int = 600) -> tuple[bool, float, str]:
-    """Run one notebook; return ``(ok, seconds, error summary)``."""
+def execute(path: Path, write: bool = False, timeout: int = 1800) -> tuple[bool, float, str]:
+    """Run one notebook; return ``(ok, seconds, error summary)``. The kernel gets ``COURSE_HEADLESS=1``
+    through its own environment (``course_lib.course.sandbox``, shared with ``course grade``)."""
     import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+
+    from course_lib.course.sandbox import execute_notebook
 
     nb = nbformat.read(path, as_version=4)
-    os.environ["COURSE_HEADLESS"] = "1"  # the kernel inherits this process's environment
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
-    t0 = time.perf_counter()
-    try:
-        client.execute()
-        ok, error = True, ""
-    except CellExecutionError as exc:
-        ok, error = False, str(exc).strip().splitlines()[-1][:300]
-    seconds = time.perf_counter() - t0
+    run = execute_notebook(nb, path.parent, timeout=timeout)
+    ok = run.error is None
     if write and ok:
         nbformat.write(nb, path)
-    return ok, seconds, error
+    return ok, run.seconds, run.error or ""
 
 
 def main(argv: list[str] | None = None) -> int:

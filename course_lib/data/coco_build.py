@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image
 
 from course_lib.data.errors import CocoFormatError
+from course_lib.data.mask_files import MaskFileError, read_mask_file
 from course_lib.data.masks import mask_to_annotation
 from course_lib.utils.files import write_json_atomic
 
@@ -90,23 +91,14 @@ def _utf8_name(path: Path, problems: list[str]) -> bool:
         return False
 
 
-def _read_mask(path: Path, size: tuple[int, int], image: Path, problems: list[str]) -> np.ndarray | None:
-    """A single-channel mask as an array, or ``None`` with a problem."""
+def _read_mask(path: Path, size: tuple[int, int], image: Path, problems: list[str], kind: str = "binary",
+               allow_tiny: bool = False) -> np.ndarray | None:
+    """A mask after the rules of ``mask_files`` (bool for ``kind="binary"``), or ``None`` with a problem."""
     try:
-        with Image.open(path) as im:
-            mode, arr = im.mode, np.asarray(im)
-    except Exception as e:  # noqa: BLE001 - any decoding failure is reported with its file
-        problems.append(f"{path}: cannot read the mask ({type(e).__name__}: {e})")
+        return read_mask_file(path, kind, size, allow_tiny)
+    except MaskFileError as e:
+        problems.append(str(e).replace("but its image is", f"but its image {image.name} is"))
         return None
-    if arr.ndim != 2:
-        problems.append(f"{path}: the mask is {mode} with {arr.shape[-1]} channels; "
-                        "a mask must be single-channel (grayscale, palette or 16-bit)")
-        return None
-    if arr.shape != tuple(size):
-        problems.append(f"{path}: the mask is {arr.shape[1]}x{arr.shape[0]} (WxH) "
-                        f"but its image {image.name} is {size[1]}x{size[0]}")
-        return None
-    return arr
 
 
 def _read_sidecar(path: Path, cat_ids: dict[str, int], problems: list[str]) -> dict[int, tuple[int, int]] | None:
@@ -114,7 +106,7 @@ def _read_sidecar(path: Path, cat_ids: dict[str, int], problems: list[str]) -> d
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(raw, dict):
-            raise ValueError("expected an object {instance id: category name}")
+            raise ValueError("expected an object {instance id: category name}")  # noqa: TRY004 - caught just below
     except (ValueError, UnicodeDecodeError) as e:
         problems.append(f"{path}: invalid sidecar ({e})")
         return None
@@ -132,16 +124,17 @@ def _read_sidecar(path: Path, cat_ids: dict[str, int], problems: list[str]) -> d
     return labels if len(problems) == before else None
 
 
-def _id_png_instances(image: Path, mask_dir: Path, size, cat_ids, problems):
+def _id_png_instances(image: Path, mask_dir: Path, size, cat_ids, problems, allow_tiny=False):
     """Layout "id_png": ``mask_dir/<stem>.png`` instance ids, ``mask_dir/<stem>.json`` their categories."""
     path = mask_dir / f"{image.stem}.png"
     if not path.exists():
         problems.append(f"{path}: missing; every image needs its instance mask "
                         f"(all zeros for an image without instances), image {image.name}")
         return
-    ids = _read_mask(path, size, image, problems)
-    present = [] if ids is None else [int(k) for k in np.unique(ids) if k != 0]
     sidecar = path.with_suffix(".json")
+    # Ids a sidecar lists are meant; without one, tiny ids beside big ones are taken for compression noise.
+    ids = _read_mask(path, size, image, problems, "ids", allow_tiny or sidecar.exists())
+    present = [] if ids is None else [int(k) for k in np.unique(ids) if k != 0]
     if sidecar.exists():
         labels = _read_sidecar(sidecar, cat_ids, problems)
     elif len(cat_ids) == 1 or not present:  # one category (every instance has it), or no instances
@@ -165,7 +158,7 @@ def _id_png_instances(image: Path, mask_dir: Path, size, cat_ids, problems):
 _INSTANCE_NAME = re.compile(r"(?P<k>\d+)(?:_(?P<category>.+?))?(?P<crowd>_crowd)?")
 
 
-def _per_instance_pngs(image: Path, mask_dir: Path, size, cat_ids, problems):
+def _per_instance_pngs(image: Path, mask_dir: Path, size, cat_ids, problems, allow_tiny=False):
     """Layout "per_instance": ``mask_dir/<stem>/<k>_<category>.png``, one binary PNG per instance."""
     folder = mask_dir / image.stem
     if not folder.is_dir():
@@ -173,7 +166,13 @@ def _per_instance_pngs(image: Path, mask_dir: Path, size, cat_ids, problems):
                         f"(empty for an image without instances), image {image.name}")
         return
     found: dict[int, tuple[Path, int, int]] = {}
-    for path in sorted(folder.glob("*.png")):
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            continue
+        if path.suffix.lower() != ".png":
+            problems.append(f"{path}: not a .png mask; every file in a mask folder must be one "
+                            "(JPEG masks are lossy: save them as PNG)")
+            continue
         match = _INSTANCE_NAME.fullmatch(path.stem)
         name = match and (match["category"] or (next(iter(cat_ids)) if len(cat_ids) == 1 else None))
         if not match or name is None:
@@ -191,15 +190,47 @@ def _per_instance_pngs(image: Path, mask_dir: Path, size, cat_ids, problems):
         if mask is not None and not mask.any():
             problems.append(f"{path}: instance {k} has no pixels (an empty mask)")
         elif mask is not None:
-            yield mask != 0, cat, crowd
+            yield mask, cat, crowd
 
 
-LAYOUTS = {"id_png": _id_png_instances, "per_instance": _per_instance_pngs}
+def _flat_name(name: str, stems, cat_ids) -> tuple[str, str, int] | None:
+    """``<stem>_<category>_<k>.png`` -> (stem, category, k), or ``None`` when no image and category fit."""
+    base, dot, ext = name.rpartition(".")
+    head, _, k = base.rpartition("_")
+    if not dot or ext.lower() != "png" or not k.isdigit():
+        return None
+    for cat in cat_ids:
+        if head.endswith("_" + cat) and head[:-len(cat) - 1] in stems:
+            return head[:-len(cat) - 1], cat, int(k)
+    return None
+
+
+def _flat_pngs(image: Path, mask_dir: Path, size, cat_ids, problems, allow_tiny=False):
+    """Layout "flat": ``mask_dir/<stem>_<category>_<k>.png``, one binary PNG per instance, all in one folder."""
+    found = []
+    for path in sorted(mask_dir.glob(f"{glob_escape(image.stem)}_*")):
+        parsed = _flat_name(path.name, {image.stem}, cat_ids)
+        if parsed is None:
+            continue  # reported by the check for files that match no image
+        found.append((parsed[2], parsed[1], path))
+    for k, cat, path in sorted(found):
+        mask = _read_mask(path, size, image, problems, "binary")
+        if mask is not None and not mask.any():
+            problems.append(f"{path}: instance {k} has no pixels (an empty mask)")
+        elif mask is not None:
+            yield mask, cat_ids[cat], 0
+
+
+def glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+LAYOUTS = {"id_png": _id_png_instances, "per_instance": _per_instance_pngs, "flat": _flat_pngs}
 
 
 def build_coco_dataset(image_dir: str | Path, mask_dir: str | Path, out_file: str | Path,
                        categories: str | Sequence[str | dict], *, layout: str = "id_png",
-                       encoding: str = "rle", info: dict | None = None) -> Path:
+                       encoding: str = "rle", info: dict | None = None, allow_tiny: bool = False) -> Path:
     """Write a COCO instances file for the images in ``image_dir`` and their masks in ``mask_dir``.
 
     Images are the files in ``image_dir`` ending in one of ``IMAGE_EXTENSIONS``; they get ids 1, 2,
@@ -214,6 +245,13 @@ def build_coco_dataset(image_dir: str | Path, mask_dir: str | Path, out_file: st
       instance named ``<k>_<category>.png`` (non-zero = inside; ``k`` = 1, 2, ... orders the
       instances; ``<k>_<category>_crowd.png`` marks a crowd region; ``<k>.png`` with a single
       category). An empty folder is an image without instances.
+    - ``layout="flat"``: one folder of binary PNGs, ``mask_dir/<stem>_<category>_<k>.png``; an image
+      without such files has no instances.
+
+    Every mask file goes through ``mask_files.read_mask_file`` (no JPEG content, binary masks with two
+    values, no compression-noise ids unless ``allow_tiny``), and every file in ``mask_dir`` must be
+    one the layout reads: a mask file that matches no rule (a ``.jpg`` among the ``.png`` masks, a
+    name without its image) is a problem, never skipped.
 
     ``categories``: names (ids 1, 2, ... in that order) or COCO category dicts. ``encoding``:
     ``"rle"`` or ``"polygon"`` (exact; crowd regions stay RLE). Annotation ids are 1, 2, ... in
@@ -253,16 +291,27 @@ def build_coco_dataset(image_dir: str | Path, mask_dir: str | Path, out_file: st
             problems.append(f"{path}: cannot read the image ({type(e).__name__}: {e})")
             continue
         images.append({"id": image_id, "file_name": path.name, "height": h, "width": w})
-        for mask, cat, crowd in LAYOUTS[layout](path, mask_dir, (h, w), cat_ids, problems):
+        for mask, cat, crowd in LAYOUTS[layout](path, mask_dir, (h, w), cat_ids, problems, allow_tiny):
             annotations.append(mask_to_annotation(mask, len(annotations) + 1, image_id, cat, encoding, crowd))
-    # Masks without an image are a mistake too (a typo in a name, a missing image).
+    # Masks without an image are a mistake too (a typo in a name, a missing image), and so is any
+    # file that is not a mask of the layout (a .jpg among the .png masks).
     per_instance = layout == "per_instance"
-    expected = "<stem>/ folders" if per_instance else "<stem>.png masks and <stem>.json sidecars"
+    expected = {"per_instance": "<stem>/ folders", "id_png": "<stem>.png masks and <stem>.json sidecars",
+                "flat": "<stem>_<category>_<k>.png masks"}[layout]
     for m in sorted(mask_dir.iterdir()):
-        if m.name.startswith(".") or not (m.is_dir() or m.suffix in (".png", ".json")):
-            continue  # hidden files and files that are not masks
-        if m.is_dir() != per_instance or (m.name if per_instance else m.stem) not in stems:
-            problems.append(f"{m}: matches no image in {image_dir}/ (layout {layout!r} expects {expected})")
+        if m.name.startswith("."):
+            continue  # hidden files
+        if layout == "flat":
+            bad = m.is_dir() or _flat_name(m.name, stems, cat_ids) is None
+        elif m.is_dir() != per_instance:
+            bad = True
+        elif per_instance:
+            bad = m.name not in stems
+        else:
+            bad = m.suffix not in (".png", ".json") or m.stem not in stems
+        if bad:
+            problems.append(f"{m}: matches no image in {image_dir}/ (layout {layout!r} expects {expected}); "
+                            "remove or rename it")
     if problems:
         raise CocoFormatError(f"{len(problems)} problem(s) building {out_file}; nothing written:", problems)
     coco = {"info": info or {}, "images": images, "annotations": annotations, "categories": cats}

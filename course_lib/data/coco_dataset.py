@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -84,7 +84,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         try:
             with Image.open(path) as im:
                 rgb = to_rgb_uint8(im)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise OSError(f"{path}: cannot read the image ({where}): {type(e).__name__}: {e}") from e
         if rgb.shape[:2] != (info["height"], info["width"]):
             raise ValueError(f"{path}: the image is {rgb.shape[1]}x{rgb.shape[0]} (WxH) but {where} "

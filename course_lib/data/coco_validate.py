@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -57,7 +58,7 @@ class ValidationReport:
     def __str__(self) -> str:
         return "\n".join([self.summary, *(f"  - {p}" for p in self.problems)])
 
-    def raise_if_problems(self) -> "ValidationReport":
+    def raise_if_problems(self) -> ValidationReport:
         """Raise one ``CocoFormatError`` listing every problem; return ``self`` when there are none."""
         if self.problems:
             raise CocoFormatError(self.summary + ":", self.problems)
@@ -151,7 +152,7 @@ def validate_coco(ann_file: str | Path, image_dir: str | Path | None, *, strict:
     and what is wrong), ``.summary``, ``.ok``; ``strict=True`` (or ``.raise_if_problems()``) raises
     one ``CocoFormatError`` listing them all. Checked: unreadable, non-UTF-8 or invalid (truncated)
     JSON; missing top-level and per-entry keys; wrong types (string or float ids, ...); duplicate
-    ids; empty categories; unknown ``image_id``/``category_id``; ``iscrowd`` not 0/1; bbox with a
+    ids; empty categories; category ids below 1 (0 is torchvision's background label); unknown ``image_id``/``category_id``; ``iscrowd`` not 0/1; bbox with a
     non-positive size, outside the image or not matching the mask; ``area`` not matching the mask;
     empty masks; polygons with fewer than 3 points, an odd coordinate count or points outside the
     image; RLE whose size differs from its image or whose counts are corrupt; file names that are
@@ -223,7 +224,13 @@ def _check_coco(data: Any, add, report: ValidationReport, image_dir) -> None:
                 continue
             v = e["id"]
             if not _is_int(v):
-                add(f"{kind} id must be an integer, got {_describe(v)}", **where(kind, e))
+                why = (" (pycocotools matches results by integer image id: a string id trains, then "
+                       "evaluation fails with 'Results do not correspond to current coco set')"
+                       if kind == "image" and isinstance(v, str) else "")
+                add(f"{kind} id must be an integer, got {_describe(v)}{why}", **where(kind, e))
+            elif kind == "category" and v < 1:
+                add(f"category id {v} (name {e.get('name')!r}): ids must be 1, 2, ...; "
+                    "0 is the background label of torchvision's detection models")
             elif v in by_id:
                 add(f"duplicate {kind} id {v}", **where(kind, e))
             else:
@@ -331,3 +338,25 @@ def _check_annotation(a: dict, img_by_id, sizes, cat_by_id, add) -> None:
         add(f"bbox {bbox} does not match the segmentation's box {boxes[0]}")
     if area is not None and all(abs(area - c) > max(1.0, 0.01 * c) for c in areas):
         add(f"area {area} does not match the segmentation's {pixels:g} pixels")
+
+
+def category_differences(train_file: str | Path, val_file: str | Path) -> list[str]:
+    """How the categories (id -> name) of two COCO files differ; ``[]`` when they agree.
+
+    A model learns label k for category id k: a val file whose ids name other categories (two ids
+    swapped, say) evaluates the wrong class against each object without a word, so train and val must agree.
+    """
+    def cats(path):
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return {c["id"]: c["name"] for c in data["categories"]}
+
+    a, b = cats(train_file), cats(val_file)
+    out = []
+    for i in sorted(set(a) | set(b)):
+        if i not in b:
+            out.append(f"category id {i} ({a[i]!r}) is in {train_file} but not in {val_file}")
+        elif i not in a:
+            out.append(f"category id {i} ({b[i]!r}) is in {val_file} but not in {train_file}")
+        elif a[i] != b[i]:
+            out.append(f"category id {i} is {a[i]!r} in {train_file} but {b[i]!r} in {val_file}")
+    return out

@@ -24,7 +24,7 @@ def _boundary_loops(mask: np.ndarray) -> list[np.ndarray]:
     Outer boundaries run clockwise on screen (positive shoelace area), holes anticlockwise. Where two
     foreground pixels touch only at a corner the trace turns left, joining them (8-connectivity).
     """
-    h, w = mask.shape
+    _, w = mask.shape
     m = np.pad(mask.astype(bool), 1)
     starts, dirs = [], []
     for edge, offset, d in (

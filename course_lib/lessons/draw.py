@@ -7,6 +7,9 @@ matplotlib. Images are (3, H, W) tensors, uint8 or float in [0, 1].
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import matplotlib
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.patches import Rectangle
@@ -16,6 +19,9 @@ from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 # One colour per class index, reused across notebooks so a class looks the same everywhere.
 PALETTE = ["#000000", "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
            "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#800000", "#808000", "#000075"]
+
+
+_FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"  # a scalable font for labels
 
 
 def to_uint8(image: torch.Tensor) -> torch.Tensor:
@@ -30,9 +36,20 @@ def colour(label: int) -> str:
 
 def draw_instances(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor | None,
                    class_names: list[str], scores: torch.Tensor | None = None, alpha: float = 0.45,
-                   width: int = 1) -> torch.Tensor:
-    """Boxes (N, 4) xyxy, labels (N,), masks (N, H, W) bool or None -> a uint8 (3, H, W) picture."""
+                   width: int = 1, upscale: int | None = None) -> torch.Tensor:
+    """Boxes (N, 4) xyxy, labels (N,), masks (N, H, W) bool or None -> a uint8 (3, sH, sW) picture.
+
+    Small images are enlarged ``upscale`` times first (by default enough to reach about 384 pixels, nearest
+    neighbour), so that the labels, drawn in a fixed-size font, stay legible and overlap less.
+    """
     canvas = to_uint8(image)
+    s = max(1, 384 // max(canvas.shape[-2:])) if upscale is None else max(1, int(upscale))
+    if s > 1:
+        canvas = canvas.repeat_interleave(s, -2).repeat_interleave(s, -1)
+        boxes = torch.as_tensor(boxes).float() * s
+        if masks is not None and len(masks):
+            masks = masks.bool().repeat_interleave(s, -2).repeat_interleave(s, -1)
+        width = width * s
     colours = [colour(lab) for lab in labels.tolist()]
     if masks is not None and len(masks):
         canvas = draw_segmentation_masks(canvas, masks.bool().cpu(), alpha=alpha, colors=colours)
@@ -40,7 +57,8 @@ def draw_instances(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tenso
     if scores is not None:
         names = [f"{n} {s:.2f}" for n, s in zip(names, scores.tolist())]
     if len(boxes):
-        canvas = draw_bounding_boxes(canvas, boxes.cpu(), labels=names, colors=colours, width=width)
+        canvas = draw_bounding_boxes(canvas, boxes.cpu(), labels=names, colors=colours, width=width,
+                                     font=_FONT if _FONT.exists() else None, font_size=max(10, 5 * s + 1))
     return canvas
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from course_lib.utils.files import write_atomic
+
 
 def rng_state() -> dict:
     """All RNG states as tensors and plain Python values, so that ``weights_only=True`` loads them."""
@@ -31,16 +33,11 @@ def set_rng_state(state: dict) -> None:
 def save_checkpoint(path: str | Path, model, optimizer, scheduler, epoch: int, history: list, config: dict,
                     scaler=None) -> Path:
     """Everything needed to resume after ``epoch``; written to a temporary name, then renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict() if scheduler is not None else None,
              "scaler": scaler.state_dict() if scaler is not None else None,
              "epoch": epoch, "history": history, "config": config, "rng": rng_state()}
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-    return path
+    return write_atomic(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -16,6 +16,12 @@ Under ``torchrun`` (``torch.distributed`` initialised), ``fit`` wraps the model 
 Learning-rate recipes: ``make_sgd`` (torchvision's detection recipe: SGD, lr 0.005, momentum 0.9,
 weight decay 0.0005) with ``warmup_step`` (linear warm-up, then the LR times ``gamma`` at each
 milestone, i.e. ``StepLR``/``MultiStepLR``), or ``warmup_cosine``.
+
+Why per-iteration factors for ``LambdaLR`` and not torch's ``LinearLR`` + ``MultiStepLR`` in a
+``SequentialLR``: one function of the iteration is the whole schedule, so a learner can plot it
+(06_fine_tuning does) and a resumed run recomputes it from the iteration count alone; and
+``SequentialLR`` hands over at the warm-up's end, so a milestone inside the warm-up (a short run's)
+would be lost, while here warm-up and steps multiply.
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -167,12 +173,16 @@ def fit(model, dataset, *, epochs: int, batch_size: int, device, out_dir: str | 
         optimizer_fn: Callable, lr_lambda_fn: Callable[[int], Callable] | None = None, resume: bool = True,
         use_amp: bool | None = None, num_workers: int = 0, collate_fn=None, config: dict | None = None,
         max_grad_norm: float | None = 10.0, progress: bool = True, stop_after: int | None = None,
-        on_epoch_end: Callable | None = None) -> list[dict]:
+        on_epoch_end: Callable | None = None, epoch_lines: bool | None = None,
+        on_resume: Callable | None = None) -> list[dict]:
     """Train for ``epochs`` epochs, checkpointing to ``out_dir/last.pt`` after each one.
 
     ``optimizer_fn(params)`` builds the optimizer; ``lr_lambda_fn(total_iters)`` the per-iteration LR
     factor. With ``resume`` and an existing ``last.pt``, training continues after its epoch.
-    ``stop_after`` ends the run early after that many epochs (to demonstrate resume).
+    ``stop_after`` ends the run early after that many epochs (to demonstrate resume). ``progress``
+    shows a bar per epoch; ``epoch_lines`` (default: ``progress``) prints one line of losses per epoch.
+    ``on_resume(optimizer, scheduler)`` runs after a checkpoint's states are loaded (to apply changed
+    settings on purpose: the optimiser state holds the old learning rate).
     Returns one dict per epoch: the mean of every loss term, ``lr``, ``seconds``, ``data_seconds``
     (waiting for the loader), ``step_seconds`` (computing), ``iter_loss`` (the total loss of every
     iteration) and ``iters`` (every loss term, per iteration, for loss curves).
@@ -186,6 +196,7 @@ def fit(model, dataset, *, epochs: int, batch_size: int, device, out_dir: str | 
     device = torch.device(device)
     rank, world = distributed_info()
     progress = progress and rank == 0
+    epoch_lines = (progress if epoch_lines is None else epoch_lines) and rank == 0
     use_amp = (device.type == "cuda") if use_amp is None else use_amp
     model.to(device)
     train_model = model
@@ -209,11 +220,13 @@ def fit(model, dataset, *, epochs: int, batch_size: int, device, out_dir: str | 
             scheduler.load_state_dict(ckpt["scheduler"])
         if scaler is not None and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
+        if on_resume is not None:
+            on_resume(optimizer, scheduler)
         set_rng_state(ckpt["rng"])  # rank 0's states: a distributed resume is not bit-exact
         if rank:
             torch.manual_seed(seed + rank + 1000 * (ckpt["epoch"] + 1))
         history, start = list(ckpt["history"]), ckpt["epoch"] + 1
-        if progress:
+        if epoch_lines:
             print(f"resumed from {ckpt_path} after epoch {ckpt['epoch']}")
     else:
         torch.manual_seed(seed + rank)  # other augmentation draws in every process
@@ -231,7 +244,7 @@ def fit(model, dataset, *, epochs: int, batch_size: int, device, out_dir: str | 
         history.append(summary)
         if rank == 0:
             save_checkpoint(ckpt_path, model, optimizer, scheduler, epoch, history, config or {}, scaler)
-        if progress:
+        if epoch_lines:
             terms = " ".join(f"{k}={v:.3f}" for k, v in summary.items() if k.startswith("loss"))
             tqdm.write(f"epoch {epoch}: {terms} lr={summary['lr']:.2e} ({summary['seconds']:.0f} s, "
                        f"data wait {data_wait(summary):.0%})")

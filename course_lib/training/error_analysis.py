@@ -57,7 +57,7 @@ def _binary(masks: torch.Tensor | None, threshold: float) -> torch.Tensor | None
 
 def image_errors(output: dict, target: dict, score_threshold: float = 0.5, iou_threshold: float = 0.5,
                  mask_iou_threshold: float = 0.5, mask_threshold: float = 0.5,
-                 background_iou: float = 0.1) -> ImageErrors:
+                 background_iou: float = 0.1, mask_iou_fn=None) -> ImageErrors:
     """Sort the detections of one image into matches and errors, by box IoU as COCO matches them.
 
     Detections with ``score >= score_threshold`` are visited from the highest score down. Each one
@@ -69,7 +69,8 @@ def image_errors(output: dict, target: dict, score_threshold: float = 0.5, iou_t
     ``background_iou`` (0.1), else *background*. Objects left unmatched are *misses* (the
     categories follow the TIDE toolbox, Bolya et al. 2020, in a simpler form). Crowd objects
     (``iscrowd``) are ignored. ``output`` is a model output (masks (N, 1, H, W) probabilities or
-    (N, H, W) bool), ``target`` a dataset target (boxes xyxy, labels, masks (M, H, W)).
+    (N, H, W) bool), ``target`` a dataset target (boxes xyxy, labels, masks (M, H, W)). ``mask_iou_fn``
+    replaces ``mask_iou`` (notebook 06 passes the learner's own).
     """
     keep = output["scores"] >= score_threshold
     order = torch.argsort(output["scores"][keep], descending=True, stable=True)
@@ -84,7 +85,7 @@ def image_errors(output: dict, target: dict, score_threshold: float = 0.5, iou_t
     gt_masks = _binary(torch.as_tensor(target["masks"])[gt_keep], 0) if target.get("masks") is not None else None
     errors = ImageErrors(int(target["image_id"]), len(gt_keep), len(idx))
     ious = box_iou(boxes, gt_boxes) if len(idx) and len(gt_keep) else torch.zeros(len(idx), len(gt_keep))
-    miou = (mask_iou(masks, gt_masks) if masks is not None and gt_masks is not None
+    miou = ((mask_iou_fn or mask_iou)(masks, gt_masks) if masks is not None and gt_masks is not None
             else torch.full((len(idx), len(gt_keep)), float("nan")))
     same = labels[:, None] == gt_labels[None, :]
     matched = torch.zeros(len(gt_keep), dtype=torch.bool)

@@ -8,12 +8,21 @@ The model's box and mask predictors are replaced for ``1 + number of categories`
 background) and the whole model is trained with torchvision's recipe: SGD (lr 0.005, momentum 0.9,
 weight decay 0.0005), a linear warm-up, then the LR times 0.1 at ``--lr-steps`` (``StepLR``);
 ``--schedule cosine`` decays it smoothly instead. ``<out>/last.pt`` is written after every epoch and the
-same command resumes after the last finished epoch (``--no-resume`` starts over). At the end, rank 0
+same command resumes after the last finished epoch. Resuming never lies: if the data (the train file's
+content), the model or an optimiser/schedule setting differs from the run in ``--out``, the command
+refuses and lists the differences; ``--fresh`` starts over, ``--accept-changes`` continues with the new
+settings (recorded in the stored config under ``changes``). Before training, the train and val files
+are validated (``validate_coco``, images included) and must agree on their categories. At the end, rank 0
 evaluates on the val set (COCO bbox and segm AP) and writes ``<out>/model.pt`` (weights-only, float32,
 with the config and class names: ``load_finetuned`` reads it) and ``<out>/metrics.json``.
 
-Images live in the folder beside the annotation file, ``<annotations dir>/images`` (the shapes layout),
-unless ``--train-root``/``--val-root`` say otherwise (the folder the ``file_name``s are relative to).
+Images live in the file's ``info["image_root"]`` (what ``./course coco build`` records), else in
+``<annotations dir>/images`` (the shapes layout), else ``<annotations dir>/../images`` (the usual
+``annotations/`` + ``images/`` export), unless ``--train-root``/``--val-root`` say otherwise.
+
+Small-data defaults: the warm-up lasts min(50, 10 % of all iterations); ``--no-progress`` hides the bars
+but keeps one line per epoch; ``--image-size`` (default: the model's own, 128 for the course model)
+is the size every image is resized to.
 
 Under ``torchrun`` every process trains on its share of the data (``DistributedSampler``;
 ``--batch-size`` is per process) in ``DistributedDataParallel``: NCCL on CUDA (one GPU per process),
@@ -23,6 +32,7 @@ gloo on the CPU. Only rank 0 prints, checkpoints, evaluates and exports.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import os
 import sys
@@ -37,13 +47,15 @@ from course_lib.data.coco_dataset import (
     get_transform,
     load_coco,
 )
+from course_lib.data.importers import image_root_of
 from course_lib.detection.course_model import (
     COURSE_CONFIG,
-    build_course_model,
     get_instance_segmentation_model,
-    load_course_model,
     load_maskrcnn_resnet50_fpn,
 )
+from course_lib.training.checkpoint import load_checkpoint
+from course_lib.training.cli_args import add_run_args
+from course_lib.training.data_checks import check_categories, check_data
 from course_lib.training.engine import (
     data_wait,
     distributed_info,
@@ -53,7 +65,14 @@ from course_lib.training.engine import (
     warmup_step,
 )
 from course_lib.training.evaluation import evaluate, format_report
+from course_lib.training.model_file import (
+    load_model_file,
+    rounded_metrics,
+    save_model_file,
+    set_image_size,
+)
 from course_lib.utils.device import get_device, seed_everything
+from course_lib.utils.errors import CommandError
 from course_lib.utils.files import write_json_atomic
 from course_lib.utils.paths import CHECKPOINT
 
@@ -63,31 +82,28 @@ def parse_args(argv=None):
     p.add_argument("--data-train", default=None,
                    help="COCO annotation file to train on (default: the shapes split new_train)")
     p.add_argument("--data-val", default=None, help="COCO annotation file to evaluate on (default: new_val)")
-    p.add_argument("--train-root", default=None, help="image folder of --data-train (default: <its dir>/images)")
-    p.add_argument("--val-root", default=None, help="image folder of --data-val (default: <its dir>/images)")
+    p.add_argument("--train-root", default=None, help="image folder of --data-train (default: its info image_root, <its dir>/images "
+                        "or <its dir>/../images)")
+    p.add_argument("--val-root", default=None, help="image folder of --data-val (default: as --train-root)")
     p.add_argument("--model", default="course",
                    help="'course' (the course checkpoint), 'resnet50' (torchvision's maskrcnn_resnet50_fpn, "
                         "COCO weights when cached), or a course-format .pt file")
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--batch-size", type=int, default=4, help="images per iteration and process")
-    p.add_argument("--lr", type=float, default=0.005)
+    add_run_args(p, epochs=4, batch_size=4, lr=0.005, weight_decay=0.0005, warmup_iters=None, out="runs/finetune",
+                 lr_help="SGD learning rate",
+                 warmup_help="linear warm-up length in iterations (default: min(50, 10%% of all iterations))")
     p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=0.0005)
-    p.add_argument("--warmup-iters", type=int, default=50)
+    p.add_argument("--image-size", type=int, default=None,
+                   help="resize images to this many pixels (default: the model's, 128 for the course model)")
     p.add_argument("--schedule", choices=["step", "cosine"], default="step")
     p.add_argument("--lr-steps", type=float, nargs="*", default=[3],
                    help="epochs (fractions allowed: 1.5) after which the LR is multiplied by --gamma (schedule 'step')")
     p.add_argument("--gamma", type=float, default=0.1)
     p.add_argument("--train-images", type=int, default=0, help="train on the first N images only (0: all)")
     p.add_argument("--val-images", type=int, default=0, help="evaluate on the first N images only (0: all)")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="cpu or cuda (default: $COURSE_DEVICE, else CUDA if present)")
-    p.add_argument("--out", default="runs/finetune", help="folder for last.pt, model.pt and metrics.json")
-    p.add_argument("--no-resume", action="store_true")
-    p.add_argument("--stop-after", type=int, default=None, help="stop after this many epochs (resume later)")
+    p.add_argument("--accept-changes", action="store_true",
+                   help="resume a run in --out although its data, model or optimiser settings differ")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch stays)")
     return p.parse_args(argv)
 
 
@@ -125,26 +141,18 @@ def build_model(spec: str, num_classes: int, classes: list[str], verbose: bool =
         model, source = load_maskrcnn_resnet50_fpn(verbose=verbose)
         config = {"arch": "maskrcnn_resnet50_fpn", "source": source}
     else:
-        path = CHECKPOINT if spec == "course" else Path(spec)
-        model = load_course_model(path)
-        config = {**COURSE_CONFIG, **torch.load(path, map_location="cpu", weights_only=True)["config"],
-                  "arch": "course"}
+        model, _, stored = load_model_file(CHECKPOINT if spec == "course" else Path(spec))
+        arch = stored.get("arch", "course")
+        config = {**(COURSE_CONFIG if arch == "course" else {}), **stored, "arch": arch}
     config.update(num_classes=num_classes, classes=classes)
     return get_instance_segmentation_model(num_classes, model).train(), config
 
 
 def load_finetuned(path: str | Path, device: torch.device | str = "cpu"):
-    """``(model in eval mode, class names)`` from a ``model.pt`` this command wrote (``weights_only=True``)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    config = ckpt["config"]
-    if config.get("arch") == "maskrcnn_resnet50_fpn":
-        from torchvision.models.detection import maskrcnn_resnet50_fpn
-
-        model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=config["num_classes"])
-    else:
-        model = build_course_model({k: v for k, v in config.items() if k in COURSE_CONFIG})
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), list(config["classes"])
+    """``(model in eval mode, class names)`` from a ``model.pt`` this command wrote (``weights_only=True``);
+    ``model_file.load_model_file`` reads it, as every model file."""
+    model, classes, _ = load_model_file(path, device)
+    return model, classes
 
 
 def _default_split(split: str, rank: int, world: int) -> Path:
@@ -158,9 +166,29 @@ def _default_split(split: str, rank: int, world: int) -> Path:
 
 
 def _dataset(ann_file: Path, root: str | None, train: bool, limit: int):
-    ds = CocoInstanceDataset(Path(root) if root else ann_file.parent / "images", ann_file,
+    ds = CocoInstanceDataset(Path(root) if root else image_root_of(ann_file), ann_file,
                              get_transform(train=train), drop_crowd=train)
     return torch.utils.data.Subset(ds, range(min(limit, len(ds)))) if limit else ds
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+# Settings that shape a run: resuming with another value of any of them would mix two runs.
+RUN_KEYS = ("model", "epochs", "batch_size", "lr", "momentum", "weight_decay", "warmup_iters", "schedule",
+            "lr_steps", "gamma", "train_images", "seed", "image_size")
+
+
+def run_settings(args, train_file: Path, train_root: Path, warmup_iters: int) -> dict:
+    settings = {k: getattr(args, k) for k in RUN_KEYS}
+    settings.update(warmup_iters=warmup_iters, data_train=str(train_file.resolve()),
+                    data_train_sha256=file_digest(train_file), train_root=str(train_root.resolve()))
+    return settings
+
+
+def setting_differences(old: dict, new: dict) -> list[str]:
+    return [f"{k}: {old.get(k)!r} in the run, {new[k]!r} now" for k in new if old.get(k) != new[k]]
 
 
 def main(argv=None) -> dict:
@@ -178,25 +206,60 @@ def _run(args, rank: int, world: int, device: torch.device) -> dict:
     seed_everything(args.seed)
     train_file = Path(args.data_train) if args.data_train else _default_split("new_train", rank, world)
     val_file = Path(args.data_val) if args.data_val else _default_split("new_val", rank, world)
+    train_root = check_data(train_file, args.train_root, "--data-train")
+    if not args.no_eval:
+        check_data(val_file, args.val_root, "--data-val")
+        check_categories(train_file, val_file)
     classes = categories_of(train_file)
     train_set = _dataset(train_file, args.train_root, True, args.train_images)
     model, config = build_model(args.model, len(classes), classes, verbose=rank == 0)
+    if args.image_size:
+        set_image_size(model, args.image_size)
+        config["image_size"] = args.image_size
     iters_per_epoch = math.ceil(math.ceil(len(train_set) / world) / args.batch_size)
+    warmup = args.warmup_iters if args.warmup_iters is not None else \
+        min(50, max(1, round(0.1 * args.epochs * iters_per_epoch)))
     if args.schedule == "step":
         milestones = [round(e * iters_per_epoch) for e in args.lr_steps]
-        lr_lambda_fn = lambda total: warmup_step(total, args.warmup_iters, milestones, args.gamma)  # noqa: E731
+        lr_lambda_fn = lambda total: warmup_step(total, warmup, milestones, args.gamma)
     else:
-        lr_lambda_fn = lambda total: warmup_cosine(total, args.warmup_iters)  # noqa: E731
+        lr_lambda_fn = lambda total: warmup_cosine(total, warmup)
+    settings = run_settings(args, train_file, train_root, warmup)
+    config = {**config, "args": vars(args), "run": settings, "changes": []}
+    ckpt_path = Path(args.out) / "last.pt"
+    on_resume = None
+    if ckpt_path.exists() and not args.fresh:
+        stored = load_checkpoint(ckpt_path)["config"]
+        diffs = setting_differences(stored.get("run", {}), settings)
+        if diffs and not args.accept_changes:
+            raise CommandError(f"{args.out} holds a run with other settings ({'; '.join(diffs)}): "
+                               "--fresh starts over, --accept-changes continues with the new settings")
+        config["changes"] = list(stored.get("changes", []))
+        if diffs:
+            config["changes"].append({"after_epoch": load_checkpoint(ckpt_path)["epoch"], "differences": diffs})
+            log("accepting changed settings: " + "; ".join(diffs))
+
+            def on_resume(optimizer, scheduler):  # the optimiser state holds the old settings: apply the new
+                for g in optimizer.param_groups:
+                    g.update(initial_lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+                if scheduler is not None:
+                    scheduler.base_lrs = [args.lr] * len(optimizer.param_groups)
+                    for g, f in zip(optimizer.param_groups, scheduler.lr_lambdas):
+                        g["lr"] = args.lr * f(scheduler.last_epoch)
+                else:
+                    for g in optimizer.param_groups:
+                        g["lr"] = args.lr
     log(f"fine-tuning {config['arch']} for {len(classes)} classes ({', '.join(classes[1:])} + background) on "
         f"{len(train_set)} images, {world} process(es) on {device}, batch {args.batch_size} per process, "
-        f"{iters_per_epoch} iterations per epoch")
+        f"{iters_per_epoch} iterations per epoch, warm-up {warmup}")
     t0 = time.time()
     history = fit(model, train_set, epochs=args.epochs, batch_size=args.batch_size, device=device,
-                  out_dir=args.out, seed=args.seed, resume=not args.no_resume, num_workers=args.workers,
-                  collate_fn=collate_fn, config={**config, "args": vars(args)}, stop_after=args.stop_after,
-                  progress=not args.no_progress,
+                  out_dir=args.out, seed=args.seed, resume=not args.fresh, num_workers=args.workers,
+                  collate_fn=collate_fn, config=config, stop_after=args.stop_after,
+                  progress=not args.no_progress, epoch_lines=True, on_resume=on_resume,
                   optimizer_fn=lambda params: make_sgd(params, args.lr, args.momentum, args.weight_decay),
                   lr_lambda_fn=lr_lambda_fn)
+    config = {k: v for k, v in config.items() if k not in ("args", "run", "changes")}
     result: dict = {"history": history, "classes": classes}
     done = bool(history) and history[-1]["epoch"] == args.epochs - 1
     if rank != 0:
@@ -210,13 +273,13 @@ def _run(args, rank: int, world: int, device: torch.device) -> dict:
         return result
     out = Path(args.out)
     export = out / "model.pt"
-    torch.save({"model": model.state_dict(), "config": config}, export)
+    save_model_file(model, export, config)
     result["export"] = export
     if not args.no_eval:
         val_set = _dataset(val_file, args.val_root, False, args.val_images)
         report = evaluate(model, val_set, device, progress=not args.no_progress)
         log(format_report(report))
-        metrics = {t: {k: round(v, 4) for k, v in report[t].items()} for t in ("bbox", "segm")}
+        metrics = rounded_metrics(report)
         write_json_atomic({"metrics": metrics, "val": str(val_file), "val_images": len(val_set),
                            "train_seconds": round(sum(h["seconds"] for h in history), 1),
                            "wall_seconds": round(time.time() - t0, 1), "world_size": world,

@@ -17,8 +17,8 @@ def predict(model, dataset, device, batch_size: int = 8, progress: bool = True) 
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
     outputs = {}
     for images, targets in progress_bar(loader, desc="predict", enabled=progress):
-        for t, out in zip(targets, model([img.to(device) for img in images])):
-            outputs[int(t["image_id"])] = {k: v.cpu() for k, v in out.items()}
+        for t, out in zip(targets, run_inference(model, images, device)):
+            outputs[int(t["image_id"])] = out
     return outputs
 
 
@@ -43,5 +43,5 @@ def binarize_masks(masks: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
 
 def describe_output(output: dict) -> str:
     """One line per key: its shape and dtype (what 00_overview prints)."""
-    return "\n".join(f"{k:7s} {str(tuple(v.shape)):18s} {str(v.dtype).replace('torch.', '')}"
+    return "\n".join(f"{k:7s} {tuple(v.shape)!s:18s} {str(v.dtype).replace('torch.', '')}"
                      for k, v in output.items())

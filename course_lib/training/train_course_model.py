@@ -5,7 +5,7 @@ Taught in: 06_fine_tuning (the engine); 00_overview uses the checkpoint it made.
     ./course train --epochs 2 --out runs/try --export ''   # a quick try, no export
 
 Checkpoints go to ``<out>/last.pt`` after every epoch; running the same command again resumes after
-the last finished epoch (``--no-resume`` starts over). The export is a weights-only file with its
+the last finished epoch (``--fresh``, or ``--no-resume``, starts over). The export is a weights-only file with its
 provenance beside it (``.json``): the command, seed, data, time and COCO AP on the val split.
 """
 
@@ -28,8 +28,10 @@ from course_lib.detection.course_model import (
     build_course_model,
     load_course_model,
 )
+from course_lib.training.cli_args import add_run_args
 from course_lib.training.engine import fit, warmup_cosine
 from course_lib.training.evaluation import evaluate
+from course_lib.training.model_file import rounded_metrics, save_model_file
 from course_lib.utils.device import get_device, seed_everything
 from course_lib.utils.files import write_json_atomic
 from course_lib.utils.paths import CHECKPOINT
@@ -37,20 +39,11 @@ from course_lib.utils.paths import CHECKPOINT
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="course train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate")
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--warmup-iters", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
+    add_run_args(p, epochs=8, batch_size=8, lr=2e-3, weight_decay=1e-4, warmup_iters=200, out="runs/course",
+                 lr_help="AdamW peak learning rate")
     p.add_argument("--train-images", type=int, default=2000)
     p.add_argument("--val-images", type=int, default=200)
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--device", default=None, help="cpu or cuda (default: $COURSE_DEVICE, else CUDA if present)")
-    p.add_argument("--out", default="runs/course", help="folder for last.pt and the log")
     p.add_argument("--export", default=str(CHECKPOINT), help="where to write the final weights ('' = skip)")
-    p.add_argument("--no-resume", action="store_true")
-    p.add_argument("--stop-after", type=int, default=None, help="stop after this many epochs (resume later)")
     return p.parse_args(argv)
 
 
@@ -62,18 +55,14 @@ def _repo_relative(path: Path) -> str:
 
 
 def export_checkpoint(model, path: str | Path, config: dict) -> Path:
-    """Weights as float16 (half the size, same predictions to ~1e-3) plus the config to rebuild it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    torch.save({"model": state, "config": config}, path)
-    return path
+    """Weights as float16 (half the size, same predictions to ~1e-3) plus the config to rebuild it:
+    the one model-file format (``model_file``), written atomically."""
+    return save_model_file(model, path, config, half=True)
 
 
 def evaluate_checkpoint_metrics(model, val_set, device) -> dict:
     """COCO bbox and segm stats of ``model`` on ``val_set``, rounded as the provenance file stores them."""
-    report = evaluate(model, val_set, device, progress=False)
-    return {t: {k: round(v, 4) for k, v in report[t].items()} for t in ("bbox", "segm")}
+    return rounded_metrics(evaluate(model, val_set, device, progress=False))
 
 
 def main(argv=None) -> dict:
@@ -89,7 +78,7 @@ def main(argv=None) -> dict:
     print(f"training the course model on {len(train_set)} shapes images, {device}, seed {args.seed}")
     t0 = time.time()
     history = fit(model, train_set, epochs=args.epochs, batch_size=args.batch_size, device=device,
-                  out_dir=args.out, seed=args.seed, resume=not args.no_resume, num_workers=args.workers,
+                  out_dir=args.out, seed=args.seed, resume=not args.fresh, num_workers=args.workers,
                   collate_fn=collate_fn, config=config, stop_after=args.stop_after,
                   optimizer_fn=lambda params: torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay),
                   lr_lambda_fn=lambda total: warmup_cosine(total, args.warmup_iters))

@@ -8,21 +8,29 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 
-def write_json_atomic(obj: Any, path: str | Path) -> Path:
-    """Write JSON to a temporary file beside ``path``, then rename: never a half-written file."""
+def write_atomic(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``: the one
+    atomic writer (JSON, ``torch.save``, ...). On any error the temporary file is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f)
+        os.close(fd)
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:  # f.name is the temp path
+            write(f)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     return path
+
+
+def write_json_atomic(obj: Any, path: str | Path) -> Path:
+    """Write JSON to a temporary file beside ``path``, then rename: never a half-written file."""
+    return write_atomic(path, lambda f: json.dump(obj, f), "w")

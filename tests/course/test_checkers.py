@@ -60,3 +60,27 @@ def test_learner_in_place_edits_do_not_change_the_reference_inputs():
     cases = [Case("soft", (fake_detections(3, seed=0)["masks"], 0.5))]
     result = run_checks("check_vandal", vandal, binarize_masks, cases, verbose=False)
     assert result.status == "fail"
+
+
+def test_hints_come_in_steps_one_per_failure_or_per_call(capsys):
+    from course_lib.course.checkers import checker, hint
+
+    check = checker("check_steps_demo", binarize_masks, lambda: [Case("soft", (fake_detections(3, seed=0)["masks"], 0.5))],
+                    hint=["Drop the channel dimension.", "Compare with the threshold.", "masks[:, 0] > threshold"])
+    wrong = lambda m, t: m > t  # noqa: E731
+    check(wrong)
+    out = capsys.readouterr().out
+    assert out.startswith("FAIL check_steps_demo, case 'soft': result: shape") and "Hint 1/3: Drop the channel" in out
+    assert "Compare" not in out
+    check(wrong)
+    assert "Hint 2/3: Compare with the threshold." in capsys.readouterr().out
+    assert hint("check_steps_demo") == "Hint 3/3: masks[:, 0] > threshold"
+    assert hint("steps_demo") == "Hint 3/3: masks[:, 0] > threshold"  # the last step stays
+    assert check(lambda m, t: m[:, 0] > t) is not binarize_masks
+    assert capsys.readouterr().out.splitlines()[-1] == "PASS check_steps_demo: all 1 cases agree with the reference"
+
+
+def test_compare_uses_assert_close_and_names_the_worst_index():
+    assert compare(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0 + 1e-7])) is None
+    msg = compare(torch.tensor([[0.0, 5.0], [1.0, float("nan")]]), torch.tensor([[0.0, 5.0], [1.0, 2.0]]))
+    assert "index (1, 1)" in msg and "expected 2" in msg

@@ -83,7 +83,7 @@ def test_annotation_mistakes_fail_with_a_hint(capsys, mistake, expected):
 
     assert check_mask_to_coco_annotation(wrong) is reference_mask_to_annotation
     out = capsys.readouterr().out
-    assert out.startswith("FAIL check_mask_to_coco_annotation, case") and expected in out and "Hint:" in out
+    assert out.startswith("FAIL check_mask_to_coco_annotation, case") and expected in out and "Hint" in out
 
 
 # ---- Exercise 2: instance map -> target ----------------------------------------------------------
@@ -132,5 +132,5 @@ def test_target_agrees_with_coco_instance_dataset(tmp_path):
 
 def test_quiz_ids_of_the_notebook_exist():
     ids = [q for q in BANK if q.startswith("coco-")]
-    assert sorted(ids) == ["coco-area", "coco-bbox-format", "coco-iscrowd", "coco-naive-flip"]
+    assert sorted(ids) == ["coco-annotation-format", "coco-area", "coco-bbox-format", "coco-iscrowd", "coco-naive-flip"]
     assert all(BANK[q].notebook == "05_coco_dataset" for q in ids)

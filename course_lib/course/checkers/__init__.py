@@ -9,6 +9,7 @@ from course_lib.course.checkers.core import (  # noqa: F401
     CheckResult,
     checker,
     compare,
+    hint,
     run_checks,
 )
 from course_lib.course.checkers.nb00_overview import *  # noqa: F401,F403
@@ -18,3 +19,4 @@ from course_lib.course.checkers.nb03_roi_align import *  # noqa: F401,F403
 from course_lib.course.checkers.nb04_heads_mask_branch import *  # noqa: F401,F403
 from course_lib.course.checkers.nb05_coco_dataset import *  # noqa: F401,F403
 from course_lib.course.checkers.nb06_fine_tuning import *  # noqa: F401,F403
+from course_lib.course.checkers.nb08_real_images import *  # noqa: F401,F403

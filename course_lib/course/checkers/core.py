@@ -3,7 +3,8 @@
 A checker runs ``fn`` on several named cases and prints one of:
 
 * ``PASS check_x: all 4 cases agree with the reference``
-* ``FAIL check_x, case 'empty input': shape (0, 4) expected, got (4,). Hint: ...``
+* ``FAIL check_x, case 'empty input': shape (0, 4) expected, got (4,). Hint 1/3: ...`` (then the next step
+  of the hint at each further failure, or with ``hint("check_x")``)
 * ``NOT YET check_x: the exercise is not implemented yet ...`` (the stub raised ``NotImplementedError``)
 
 It returns the function the notebook should go on with: the learner's when it passes, else the
@@ -41,8 +42,27 @@ class CheckResult:
         return self.status == "pass"
 
 
+def _tensor_difference(got: torch.Tensor, expected: torch.Tensor, atol: float, path: str) -> str | None:
+    try:
+        torch.testing.assert_close(got.detach().cpu(), expected.detach().cpu(), atol=atol, rtol=0,
+                                   equal_nan=True, check_device=False)
+        return None
+    except AssertionError:
+        pass
+    g, e = got.detach().cpu().double(), expected.detach().cpu().double()
+    diff = (g - e).abs().nan_to_num(math.inf)
+    diff[g.isnan() != e.isnan()] = math.inf
+    idx = tuple(int(i) for i in torch.nonzero(diff == diff.max())[0])
+    return (f"{path}: values differ; largest difference {diff.max().item():.3g} at index {idx} "
+            f"(expected {e[idx].item():.6g}, got {g[idx].item():.6g})")
+
+
 def compare(got: Any, expected: Any, atol: float = 1e-5, path: str = "result") -> str | None:
-    """``None`` when ``got`` matches ``expected``; otherwise a sentence saying where and how it differs."""
+    """``None`` when ``got`` matches ``expected``; otherwise a sentence saying where and how it differs.
+
+    Tensors are compared with ``torch.testing.assert_close`` (absolute tolerance ``atol``); the sentence
+    names the worst index with the expected and the learner's value there.
+    """
     if torch.is_tensor(expected):
         if not torch.is_tensor(got):
             return f"{path}: a tensor was expected, got {type(got).__name__}"
@@ -52,13 +72,7 @@ def compare(got: Any, expected: Any, atol: float = 1e-5, path: str = "result") -
             return f"{path}: dtype {expected.dtype} expected, got {got.dtype}"
         if got.numel() == 0:
             return None
-        g, e = got.detach().cpu().double(), expected.detach().cpu().double()
-        if not torch.allclose(g, e, atol=atol, rtol=0, equal_nan=True):
-            diff = (g - e).abs().nan_to_num(math.inf)
-            idx = tuple(int(i) for i in torch.nonzero(diff == diff.max())[0])
-            return (f"{path}: values differ; largest difference {diff.max().item():.3g} at index {idx} "
-                    f"(expected {e[idx].item():.6g}, got {g[idx].item():.6g})")
-        return None
+        return _tensor_difference(got, expected, atol, path)
     if isinstance(expected, dict):
         if not isinstance(got, dict):
             return f"{path}: a dict was expected, got {type(got).__name__}"
@@ -81,9 +95,49 @@ def compare(got: Any, expected: Any, atol: float = 1e-5, path: str = "result") -
     return None if got == expected else f"{path}: {expected!r} expected, got {got!r}"
 
 
-def run_checks(name: str, fn: Callable, reference: Callable, cases: list[Case], hint: str = "",
+# How many hint steps each checker has shown so far in this session: {"check_x": 1}.
+_hints_shown: dict[str, int] = {}
+_hint_steps: dict[str, list[str]] = {}
+
+
+def _steps(hint: str | list[str] | tuple[str, ...]) -> list[str]:
+    return [hint] if isinstance(hint, str) and hint else [h for h in hint if h] if not isinstance(hint, str) else []
+
+
+def _label(step: str, number: int, total: int) -> str:
+    step = step[len("Hint: "):] if step.startswith("Hint: ") else step
+    return f"Hint: {step}" if total == 1 else f"Hint {number}/{total}: {step}"
+
+
+def next_hint(name: str, hint: str | list[str] | tuple[str, ...] = ()) -> str:
+    """The next hint step of checker ``name`` ("" when it has none); repeats the last step once all are shown."""
+    steps = _steps(hint) or _hint_steps.get(name, [])
+    if not steps:
+        return ""
+    shown = min(_hints_shown.get(name, 0) + 1, len(steps))
+    _hints_shown[name] = shown
+    return _label(steps[shown - 1], shown, len(steps))
+
+
+def hint(name: str) -> str:
+    """Print (and return) the next hint step of checker ``name``, e.g. ``hint("check_box_iou")``."""
+    name = name if name.startswith("check_") else f"check_{name}"
+    if name not in _hint_steps:
+        raise KeyError(f"no checker {name!r} with hints; known: {', '.join(sorted(_hint_steps))}")
+    text = next_hint(name)
+    print(text)
+    return text
+
+
+def run_checks(name: str, fn: Callable, reference: Callable, cases: list[Case], hint: str | list[str] = "",
                notebook: str | None = None, atol: float = 1e-5, verbose: bool = True) -> CheckResult:
-    """Run ``fn`` and ``reference`` on every case; report the first failure (or pass / not yet)."""
+    """Run ``fn`` and ``reference`` on every case; report the first failure (or pass / not yet).
+
+    A failure names the case and the difference, then the next step of ``hint`` (a str or a list of
+    steps: the first failure shows step 1, each further failure or ``hint(name)`` the next one).
+    """
+    if _steps(hint):
+        _hint_steps[name] = _steps(hint)
     result = None
     for case in cases:
         expected = reference(*case.args, **case.kwargs)
@@ -95,10 +149,11 @@ def run_checks(name: str, fn: Callable, reference: Callable, cases: list[Case], 
             break
         except Exception as exc:  # a learner's bug: say which case and what was raised
             result = CheckResult(name, "fail", f"FAIL {name}, case {case.name!r}: raised "
-                                               f"{type(exc).__name__}: {exc}. {hint}".rstrip())
+                                               f"{type(exc).__name__}: {exc}. {next_hint(name, hint)}".rstrip())
             break
         if (msg := compare(got, expected, atol)) is not None:
-            result = CheckResult(name, "fail", f"FAIL {name}, case {case.name!r}: {msg}. {hint}".rstrip())
+            result = CheckResult(name, "fail", f"FAIL {name}, case {case.name!r}: {msg}. "
+                                               f"{next_hint(name, hint)}".rstrip())
             break
     else:
         result = CheckResult(name, "pass", f"PASS {name}: all {len(cases)} cases agree with the reference")
@@ -114,14 +169,22 @@ def _clone(args: tuple) -> tuple:
     return tuple(a.clone() if torch.is_tensor(a) else a for a in args)
 
 
-def checker(name: str, reference: Callable, make_cases: Callable[[], list[Case]], hint: str = "",
-            notebook: str | None = None, atol: float = 1e-5) -> Callable[[Callable], Callable]:
-    """Build a ``check_<name>(fn)`` that returns ``fn`` if it passes, else ``reference``."""
+def checker(name: str, reference: Callable, make_cases: Callable[[], list[Case]], hint: str | list[str] = "",
+            notebook: str | None = None, atol: float = 1e-5,
+            hidden_cases: Callable[[int], list[Case]] | None = None,
+            forbidden: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
+    """Build a ``check_<name>(fn)`` that returns ``fn`` if it passes, else ``reference``.
+
+    For the grader (``course grade``): ``hidden_cases(seed)`` gives more cases, never shown in the notebook;
+    ``forbidden`` names the functions (dotted paths) an answer must not call, besides ``reference``. The
+    function handed to the check is kept as ``check.submitted``.
+    """
 
     if notebook is not None:
         registry.setdefault(notebook, []).append(name)
 
     def check(fn: Callable) -> Callable:
+        check.submitted = fn
         result = run_checks(name, fn, reference, make_cases(), hint, notebook, atol)
         return fn if result else reference
 
@@ -129,4 +192,9 @@ def checker(name: str, reference: Callable, make_cases: Callable[[], list[Case]]
     check.__doc__ = f"Check a learner's ``{reference.__name__}`` against the reference; return the one to use."
     check.reference = reference
     check.cases = make_cases
+    check.hidden_cases = hidden_cases
+    check.forbidden = tuple(forbidden)
+    check.atol = atol
+    check.hint = hint
+    check.submitted = None
     return check

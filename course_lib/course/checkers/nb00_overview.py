@@ -1,11 +1,17 @@
 """Checkers for 00_overview's exercises.
 """
 
+import torch
+
 from course_lib.course.checkers.core import Case, checker
-from course_lib.lessons.nb00_overview import fake_detections
+from course_lib.lessons.nb00_overview import (
+    fake_detections,
+    match_cases_boxes,
+    match_detections,
+)
 from course_lib.training.predict import binarize_masks, filter_detections
 
-__all__ = ["check_binarize_masks", "check_filter_detections"]
+__all__ = ["check_binarize_masks", "check_filter_detections", "check_match_detections"]
 
 
 def _detection_cases() -> list[Case]:
@@ -24,11 +30,37 @@ def _masks_cases() -> list[Case]:
 
 check_filter_detections = checker(
     "check_filter_detections", filter_detections, _detection_cases, notebook="00_overview",
+    hidden_cases=lambda seed: [Case("10 detections, threshold 0.4", (fake_detections(10, seed=seed), 0.4)),
+                               Case("7 detections, threshold 0.6", (fake_detections(7, seed=seed + 1), 0.6))],
     hint="Hint: build one boolean index from output['scores'] >= score_threshold and apply it to every "
          "tensor in the dict.")
 
 
 check_binarize_masks = checker(
     "check_binarize_masks", binarize_masks, _masks_cases, notebook="00_overview",
+    hidden_cases=lambda seed: [Case("soft masks, threshold 0.6", (fake_detections(5, seed=seed)["masks"], 0.6))],
     hint="Hint: masks arrive as (N, 1, H, W) probabilities; drop the channel dimension and compare with the "
          "threshold to get (N, H, W) bool.")
+
+
+def _match_cases() -> list[Case]:
+    pred, gt = match_cases_boxes(0, 8, 5)
+    dup = gt[[1, 1, 2]] + torch.tensor([[0.0, 0, 0, 0], [1, 1, 1, 1], [30, 30, 30, 30]])  # a duplicate, a miss
+    far = torch.tensor([[0.0, 0, 10, 10]])
+    return [Case("jittered detections of 5 objects", (pred, gt, 0.5)),
+            Case("a duplicate detection and one that hits nothing", (dup, gt, 0.5)),
+            Case("stricter threshold 0.75", (pred, gt, 0.75)),
+            Case("no detections", (pred[:0], gt, 0.5)),
+            Case("no ground truth", (far, gt[:0], 0.5)),
+            Case("a taken box must not block a detection's second-best box",
+                 (torch.tensor([[0.0, 0, 10, 10], [1, 0, 11, 10]]),
+                  torch.tensor([[0.0, 0, 10, 10], [1.5, 0, 11.5, 10]]), 0.5))]
+
+
+check_match_detections = checker(
+    "check_match_detections", match_detections, _match_cases, notebook="00_overview",
+    hint=["box_iou(pred_boxes, gt_boxes) gives an (N, M) matrix; go through its rows in order (best "
+          "detection first) and keep a (M,) bool tensor of the ground-truth boxes already taken.",
+          "in row i, ignore the taken columns (set them to -1 with masked_fill), take the argmax, and "
+          "accept it only if that IoU >= iou_threshold; then mark the column taken.",
+          "start from torch.full((N,), -1, dtype=torch.int64) and return it unchanged when N or M is 0."])

@@ -95,23 +95,42 @@ def _nms_cases() -> list[Case]:
 
 check_box_iou = checker(
     "check_box_iou", box_iou, _iou_cases, notebook=NOTEBOOK,
+    hidden_cases=lambda seed: (lambda g: [Case("7 random boxes against 4", (_random_boxes(7, g), _random_boxes(4, g))),
+                                          Case("small boxes", (_random_boxes(5, g, 0.1, 3), _random_boxes(6, g, 0.1, 3)))])(torch.Generator().manual_seed(seed)),
+    forbidden=("torchvision.ops.box_iou", "torchvision.ops.boxes.box_iou", "course_lib.ops.boxes.box_iou"),
     hint="Hint: with boxes1[:, None, :] against boxes2[None, :, :], the overlap is max of the x1/y1 and min of the "
          "x2/y2; clamp its width and height at 0 before multiplying; union = area1 + area2 - intersection.")
 
 
 check_encode_boxes = checker(
     "check_encode_boxes", encode_boxes, _encode_cases, notebook=NOTEBOOK,
+    hidden_cases=lambda seed: (lambda g: [Case("5 random pairs, RPN weights", (_random_boxes(5, g, 8, 40), _random_boxes(5, g, 8, 40))),
+                                          Case("3 random pairs, box head weights", (_random_boxes(3, g, 8, 40), _random_boxes(3, g, 8, 40)),
+                                               {"weights": HEAD_WEIGHTS})])(torch.Generator().manual_seed(seed)),
+    forbidden=("course_lib.detection._utils.BoxCoder.encode",
+               "torchvision.models.detection._utils.BoxCoder.encode",
+               "torchvision.models.detection._utils.BoxCoder.encode_single"),
     hint="Hint: centres and sizes first (cx = x1 + 0.5 * w); dx = wx * (gt_cx - a_cx) / a_w, dw = ww * log(gt_w / a_w); "
          "return torch.stack([dx, dy, dw, dh], dim=1).")
 
 
 check_decode_boxes = checker(
     "check_decode_boxes", decode_boxes, _decode_cases, notebook=NOTEBOOK,
+    hidden_cases=lambda seed: (lambda g: [Case("5 anchors moved by random deltas", (torch.randn(5, 4, generator=g) * 0.5, _random_boxes(5, g, 8, 40))),
+                                          Case("3 anchors, box head weights", (torch.randn(3, 4, generator=g), _random_boxes(3, g, 8, 40)),
+                                               {"weights": HEAD_WEIGHTS})])(torch.Generator().manual_seed(seed)),
+    forbidden=("course_lib.detection._utils.BoxCoder.decode",
+               "torchvision.models.detection._utils.BoxCoder.decode",
+               "torchvision.models.detection._utils.BoxCoder.decode_single"),
     hint="Hint: undo the weights first (dx = deltas[:, 0] / wx ...); cx = dx * a_w + a_cx, w = exp(dw) * a_w; "
          "then corners cx -/+ 0.5 * w.")
 
 
 check_nms = checker(
     "check_nms", torchvision.ops.nms, _nms_cases, notebook=NOTEBOOK,
+    hidden_cases=lambda seed: (lambda g: [Case("15 random boxes, threshold 0.4", (_random_boxes(15, g, 10, 40), torch.rand(15, generator=g), 0.4)),
+                                          Case("20 random boxes, threshold 0.6", (_random_boxes(20, g, 10, 40), torch.rand(20, generator=g), 0.6))])(torch.Generator().manual_seed(seed)),
+    forbidden=("torchvision.ops.nms", "torchvision.ops.batched_nms", "course_lib.ops.boxes.nms",
+               "torch.ops.torchvision.nms"),
     hint="Hint: order = torch.sort(scores, descending=True, stable=True).indices; walk it, keep a box unless a box "
          "kept before has IoU > iou_threshold with it; return the kept input indices as an int64 tensor.")

@@ -52,10 +52,12 @@ def _annotation_cases() -> list[Case]:
 
 check_mask_to_coco_annotation = checker(
     "check_mask_to_coco_annotation", reference_mask_to_annotation, _annotation_cases, notebook=NOTEBOOK,
-    hint="Hint: rle = mask_utils.encode(np.asfortranarray(mask != 0, dtype=np.uint8)) (pycocotools wants a "
-         "Fortran-ordered uint8 array); area = float(mask_utils.area(rle)), bbox = [float(v) for v in "
-         "mask_utils.toBbox(rle)] (x, y, width, height); decode rle['counts'] to a str so json.dump accepts "
-         "it; and add iscrowd 0.")
+    hint=["pycocotools' mask_utils.encode wants a Fortran-ordered uint8 array of 0/1 (not 0/255).",
+          "mask_utils.area(rle) and mask_utils.toBbox(rle) give the area and the (x, y, width, height) "
+          "box; json.dump needs plain floats and a str 'counts'.",
+          "rle = mask_utils.encode(np.asfortranarray(mask != 0, dtype=np.uint8)); area = "
+          "float(mask_utils.area(rle)); bbox = [float(v) for v in mask_utils.toBbox(rle)]; decode "
+          "rle['counts'] to a str; and add iscrowd 0."])
 
 
 def instance_map_to_target(instance_map: torch.Tensor, categories: dict[int, int]) -> dict:

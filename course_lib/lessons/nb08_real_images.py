@@ -1,0 +1,82 @@
+"""Notebook 08's figures and counts: what the nuclei image holds, the split, the comparison of two runs.
+Taught in: 08_real_images
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+TRAIN, VAL, CROSSING = "#4363d8", "#f58231", "#e6194b"  # nuclei only in train, only in val, across the line
+
+
+def touching_pairs(labels: np.ndarray) -> set[tuple[int, int]]:
+    """Pairs ``(a, b)``, ``a < b``, of instances whose pixels touch (4-neighbours: left-right or up-down)."""
+    pairs = set()
+    for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1], labels[1:])):
+        touch = (a != b) & (a > 0) & (b > 0)
+        pairs |= {(int(min(x, y)), int(max(x, y))) for x, y in zip(a[touch], b[touch])}
+    return pairs
+
+
+def nuclei_statistics(labels: np.ndarray) -> dict:
+    """Counts a shapes image never has: how many instances, their sizes, how many touch one another or the border."""
+    ids, areas = np.unique(labels[labels > 0], return_counts=True)
+    pairs = touching_pairs(labels)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return {"instances": len(ids), "area_min": int(areas.min()), "area_median": float(np.median(areas)),
+            "area_max": int(areas.max()), "touching_pairs": len(pairs),
+            "touching_instances": len({i for p in pairs for i in p}),
+            "on_border": int(np.count_nonzero(border > 0)), "foreground": float(np.mean(labels > 0))}
+
+
+def plot_split(rgb: np.ndarray, labels: np.ndarray, val_x0: int, tile: int = 128, train_stride: int = 64):
+    """The whole image with every nucleus coloured by split, the split line, the tile grid and one
+    overlapping training tile. Returns the figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch, Rectangle
+    from torchvision.utils import draw_segmentation_masks
+
+    left, right = set(np.unique(labels[:, :val_x0])) - {0}, set(np.unique(labels[:, val_x0:])) - {0}
+    groups = [(TRAIN, left - right), (VAL, right - left), (CROSSING, left & right)]
+    canvas = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+    for col, ids in groups:
+        if ids:
+            mask = torch.from_numpy(np.isin(labels, sorted(ids)))[None]
+            canvas = draw_segmentation_masks(canvas, mask, alpha=0.45, colors=col)
+    h, w = labels.shape
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
+    axes[0].imshow(rgb)
+    axes[0].set_title("the image (stretched to 8 bits)", fontsize=10)
+    ax = axes[1]
+    ax.imshow(canvas.permute(1, 2, 0).numpy())
+    for v in range(tile, max(h, w), tile):
+        ax.axhline(v - 0.5, color="white", lw=0.6, alpha=0.6)
+        if v != val_x0:
+            ax.axvline(v - 0.5, color="white", lw=0.6, alpha=0.6)
+    ax.axvline(val_x0 - 0.5, color="white", lw=2.5)
+    ax.add_patch(Rectangle((train_stride - 0.5, train_stride - 0.5), tile, tile, fill=False, ec="#ffe119",
+                           lw=2, ls="--"))
+    ax.set_title(f"train x < {val_x0} | val x >= {val_x0}; {tile}-px tiles", fontsize=10)
+    handles = [Patch(color=TRAIN, label=f"train only ({len(groups[0][1])})"),
+               Patch(color=VAL, label=f"val only ({len(groups[1][1])})"),
+               Patch(color=CROSSING, label=f"across the line ({len(groups[2][1])}): val only"),
+               Patch(fill=False, ec="#ffe119", ls="--", label=f"a training tile (stride {train_stride})")]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    for a in axes:
+        a.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def comparison_table(reports: dict[str, dict], seconds: dict[str, float] | None = None) -> str:
+    """``{run name: evaluate() report}`` -> a small text table of segm and bbox AP / AP50 / AP75."""
+    cols = [(t, n) for t in ("segm", "bbox") for n in ("AP", "AP50", "AP75")]
+    width = max(len(name) for name in reports) + 2
+    head = " " * width + " ".join(f"{t + ' ' + n:>10s}" for t, n in cols)
+    head += "  train s" if seconds else ""
+    lines = [head]
+    for name, rep in reports.items():
+        row = f"{name:{width}s}" + " ".join(f"{rep[t][n]:10.3f}" for t, n in cols)
+        lines.append(row + (f"  {seconds[name]:7.0f}" if seconds else ""))
+    return "\n".join(lines)
