@@ -14,7 +14,7 @@ def test_quizzes_and_checkers_record_progress_in_the_progress_file(capsys):
     assert data["quiz:overview-output-masks"]["passed"] is True
     assert data["exercise:check_filter_detections"]["passed"] is True
     line = next(l for l in progress.summary().splitlines() if l.startswith("00_overview"))
-    assert line == "00_overview: quizzes 1/4, exercises 1/2"
+    assert line == "00_overview: quizzes 1/4, exercises 1/3"
 
 
 def test_a_pass_is_kept_after_a_later_failure():
@@ -37,3 +37,15 @@ def test_corrupt_progress_file_is_treated_as_empty():
     progress.progress_file().write_text("{not json")
     assert progress.load() == {}
     progress.show_progress()
+
+
+def test_show_progress_prints_no_path_or_counts_when_headless(monkeypatch, capsys):
+    progress.record("00_overview", "quiz:overview-weights-api", True)
+    monkeypatch.setenv("COURSE_HEADLESS", "1")
+    progress.show_progress()
+    headless_out = capsys.readouterr().out
+    assert str(progress.progress_file()) not in headless_out and "quizzes" not in headless_out
+    monkeypatch.setenv("COURSE_HEADLESS", "0")
+    progress.show_progress()
+    out = capsys.readouterr().out
+    assert str(progress.progress_file()) in out and "00_overview: quizzes 1/4" in out
