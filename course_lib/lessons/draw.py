@@ -16,10 +16,8 @@ from matplotlib.patches import Rectangle
 from torch import Tensor
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
-# One colour per class index, reused across notebooks so a class looks the same everywhere.
-PALETTE = ["#000000", "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
-           "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#800000", "#808000", "#000075"]
-
+from course_lib.training.predict import binarize_masks, filter_detections
+from course_lib.utils.colours import PALETTE, colour  # noqa: F401  (lessons use draw.colour)
 
 _FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"  # a scalable font for labels
 
@@ -28,10 +26,6 @@ def to_uint8(image: torch.Tensor) -> torch.Tensor:
     """(3, H, W) float in [0, 1] or uint8 -> uint8 on the CPU."""
     image = image.detach().cpu()
     return image if image.dtype == torch.uint8 else (image.clamp(0, 1) * 255).round().to(torch.uint8)
-
-
-def colour(label: int) -> str:
-    return PALETTE[int(label) % len(PALETTE)]
 
 
 def draw_instances(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor | None,
@@ -65,10 +59,9 @@ def draw_instances(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tenso
 def draw_detections(image: torch.Tensor, output: dict, class_names: list[str], score_threshold: float = 0.5,
                     mask_threshold: float = 0.5) -> torch.Tensor:
     """A model's output dict drawn on its image (detections below ``score_threshold`` left out)."""
-    keep = output["scores"] >= score_threshold
-    masks = output["masks"][keep, 0] > mask_threshold if "masks" in output else None
-    return draw_instances(image, output["boxes"][keep], output["labels"][keep], masks, class_names,
-                          output["scores"][keep])
+    kept = filter_detections(output, score_threshold)
+    masks = binarize_masks(kept["masks"], mask_threshold) if "masks" in kept else None
+    return draw_instances(image, kept["boxes"], kept["labels"], masks, class_names, kept["scores"])
 
 
 def draw_target(image: torch.Tensor, target: dict, class_names: list[str]) -> torch.Tensor:

@@ -15,9 +15,10 @@ from torch import Tensor
 from course_lib.detection._utils import BoxCoder
 from course_lib.detection.rpn import concat_box_prediction_layers, filter_proposals
 from course_lib.lessons.draw import GT, NEG, NEU, POS, _axes, _box, _show
+from course_lib.utils.colours import PALETTE
 from course_lib.utils.ui import headless
 
-RATIO_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0"]
+RATIO_COLOURS = PALETTE[1:7]  # one colour per aspect ratio
 
 
 def anchor_figure(image: Tensor, anchors: list[Tensor], feature_sizes: list[tuple[int, int]],

@@ -15,7 +15,7 @@ from torch import Tensor
 from course_lib.ops._utils import _pair
 from course_lib.ops.poolers import assign_fpn_levels
 from course_lib.ops.roi_align import _box_geometry
-from course_lib.ops.roi_pool import _bin_edges, _round_half_away
+from course_lib.ops.roi_pool import quantise_rois
 
 
 def roi_pool_bins(box: Sequence[float], output_size, spatial_scale: float, feature_size: Sequence[int]) -> dict:
@@ -34,13 +34,8 @@ def roi_pool_bins(box: Sequence[float], output_size, spatial_scale: float, featu
         ``rows[i]`` x ``cols[j]``.
     """
     out_h, out_w = _pair(output_size)
-    H, W = feature_size
     rois = torch.tensor([[0.0, *map(float, box)]])
-    x1, y1, x2, y2 = _round_half_away(rois[:, 1:] * spatial_scale).long().unbind(1)
-    roi_w = (x2 - x1 + 1).clamp(min=1)
-    roi_h = (y2 - y1 + 1).clamp(min=1)
-    h0, h1 = _bin_edges(roi_h, out_h, y1, H, torch.float32)
-    w0, w1 = _bin_edges(roi_w, out_w, x1, W, torch.float32)
+    (x1, y1, x2, y2), (h0, h1), (w0, w1) = quantise_rois(rois, (out_h, out_w), spatial_scale, tuple(feature_size))
     return {"cells": (int(x1), int(y1), int(x2), int(y2)),
             "rows": list(zip(h0[0].tolist(), h1[0].tolist())),
             "cols": list(zip(w0[0].tolist(), w1[0].tolist()))}

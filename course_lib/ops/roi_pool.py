@@ -38,14 +38,7 @@ def roi_pool(input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float =
     _, C, H, W = input.shape
     K = rois.size(0)
 
-    # Quantisation 1: box corners rounded to whole cells (C round: halves away from zero).
-    x1, y1, x2, y2 = _round_half_away(rois[:, 1:].to(input.dtype) * spatial_scale).long().unbind(1)
-    roi_w = (x2 - x1 + 1).clamp(min=1)  # malformed boxes become 1x1
-    roi_h = (y2 - y1 + 1).clamp(min=1)
-    # Quantisation 2: bin edges floored/ceiled to whole cells, then clipped to the map.
-    # (K, out_h) and (K, out_w) edges, in the input dtype as torchvision computes them.
-    h0, h1 = _bin_edges(roi_h, out_h, y1, H, input.dtype)
-    w0, w1 = _bin_edges(roi_w, out_w, x1, W, input.dtype)
+    _, (h0, h1), (w0, w1) = quantise_rois(rois, (out_h, out_w), spatial_scale, (H, W), input.dtype)
 
     out = input.new_zeros(K, C, out_h, out_w)
     batch_idx = rois[:, 0].long().tolist()
@@ -58,6 +51,23 @@ def roi_pool(input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float =
                 if rows.stop > rows.start and cols.stop > cols.start:  # an empty bin stays 0
                     out[k, :, ph, pw] = input[b, :, rows, cols].amax(dim=(1, 2))
     return out
+
+
+def quantise_rois(rois: Tensor, output_size: tuple[int, int], spatial_scale: float, feature_size: tuple[int, int],
+                  dtype=torch.float32):
+    """RoIPool's two roundings for ``(K, 5)`` rois: ``(cells, (h0, h1), (w0, w1))``.
+
+    ``cells`` is the box snapped to whole cells, ``(x1, y1, x2, y2)`` as (K,) integer tensors with both ends
+    included; ``h0, h1`` (K, out_h) and ``w0, w1`` (K, out_w) are each bin's first and one-past-last cell,
+    clipped to the map. Computed in ``dtype``, as torchvision computes them in the input's dtype.
+    """
+    (out_h, out_w), (H, W) = output_size, feature_size
+    # Quantisation 1: box corners rounded to whole cells (C round: halves away from zero).
+    x1, y1, x2, y2 = _round_half_away(rois[:, 1:].to(dtype) * spatial_scale).long().unbind(1)
+    roi_w = (x2 - x1 + 1).clamp(min=1)  # malformed boxes become 1x1
+    roi_h = (y2 - y1 + 1).clamp(min=1)
+    # Quantisation 2: bin edges floored/ceiled to whole cells, then clipped to the map.
+    return (x1, y1, x2, y2), _bin_edges(roi_h, out_h, y1, H, dtype), _bin_edges(roi_w, out_w, x1, W, dtype)
 
 
 def _bin_edges(roi_len: Tensor, out_len: int, roi_start: Tensor, size: int, dtype) -> tuple[Tensor, Tensor]:

@@ -22,12 +22,11 @@ from course_lib.data.coco_dataset import to_rgb_uint8
 from course_lib.training.evaluation import to_coco_results
 from course_lib.training.model_file import load_model_file
 from course_lib.training.predict import binarize_masks, filter_detections, run_inference
+from course_lib.utils.colours import colour
 from course_lib.utils.device import get_device
 from course_lib.utils.errors import CommandError
 from course_lib.utils.files import write_atomic, write_json_atomic
 from course_lib.utils.ui import progress_bar
-
-PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
 
 
 def parse_args(argv):
@@ -44,7 +43,7 @@ def parse_args(argv):
 def overlay(image: torch.Tensor, output: dict, classes: list[str]) -> torch.Tensor:
     """(3, H, W) uint8 image with the output's masks (half transparent), boxes and ``class score``."""
     labels = output["labels"].tolist()
-    colors = [PALETTE[k % len(PALETTE)] for k in labels]
+    colors = [colour(k) for k in labels]
     if len(labels) and "masks" in output:
         image = draw_segmentation_masks(image, binarize_masks(output["masks"]), alpha=0.5, colors=colors)
     if len(labels):
