@@ -71,6 +71,9 @@ def test_ctrl_c_during_training_says_how_to_resume(monkeypatch, capsys):
 
 
 def test_python_m_course_lib_uses_the_same_table():
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "COURSE_PROG"}  # ./course test sets it for its children
     out = subprocess.run([sys.executable, "-m", "course_lib", "--help"], capture_output=True, text=True,
-                         cwd=REPO_ROOT, check=True).stdout
+                         cwd=REPO_ROOT, env=env, check=True).stdout
     assert out == cli.usage("python -m course_lib") + "\n"
