@@ -131,6 +131,7 @@ def execute_notebook(nb, cwd: Path, timeout: float = 600, env: dict[str, str] | 
     still alive (its time counts against ``timeout``).
     """
     from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
     from nbclient import NotebookClient
 
     cwd = Path(cwd).resolve()
@@ -163,5 +164,12 @@ def execute_notebook(nb, cwd: Path, timeout: float = 600, env: dict[str, str] | 
                     after(run)
         except Exception as exc:  # the kernel failed to start or vanished between cells
             run.error = run.error or f"the kernel could not run the notebook: {type(exc).__name__}: {exc}"[:300]
+        finally:
+            # nbclient shuts down only kernels it created itself; this one is ours, so stop it here
+            # (else it lingers until this process exits, one kernel per notebook).
+            try:
+                run_sync(km.shutdown_kernel)(now=True)
+            except Exception:  # already dead (crashed, killed at the memory limit)
+                pass
     run.seconds = time.perf_counter() - t0
     return run
