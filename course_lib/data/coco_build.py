@@ -14,10 +14,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from course_lib.data.errors import CocoFormatError
-from course_lib.data.mask_files import MaskFileError, read_mask_file
+from course_lib.data.mask_files import ImageFileError, MaskFileError, image_size, read_mask_file
 from course_lib.data.masks import mask_to_annotation
 from course_lib.utils.files import write_json_atomic
 
@@ -285,10 +284,9 @@ def build_coco_dataset(image_dir: str | Path, mask_dir: str | Path, out_file: st
     images, annotations = [], []
     for image_id, path in enumerate(paths, start=1):
         try:
-            with Image.open(path) as im:
-                w, h = im.size
-        except Exception as e:  # noqa: BLE001
-            problems.append(f"{path}: cannot read the image ({type(e).__name__}: {e})")
+            h, w = image_size(path)
+        except ImageFileError as e:
+            problems.append(str(e))
             continue
         images.append({"id": image_id, "file_name": path.name, "height": h, "width": w})
         for mask, cat, crowd in LAYOUTS[layout](path, mask_dir, (h, w), cat_ids, problems, allow_tiny):

@@ -18,12 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from pycocotools import mask as mask_utils
 
 from course_lib.data.coco_validate import validate_coco
 from course_lib.data.errors import CocoFormatError
-from course_lib.data.mask_files import VOID, MaskFileError, read_mask_file
+from course_lib.data.mask_files import VOID, ImageFileError, MaskFileError, image_size, read_mask_file
 from course_lib.data.masks import encode_mask
 from course_lib.utils.files import write_atomic
 
@@ -155,10 +154,9 @@ def labelme_to_coco(folder: str | Path, out_file: str | Path, categories: Sequen
             problems.append(f"{path}: imagePath {data['imagePath']!r}: image file {image_path} does not exist")
             continue
         try:
-            with Image.open(image_path) as im:
-                w, h = im.size
-        except Exception as e:  # noqa: BLE001
-            problems.append(f"{path}: cannot read its image {image_path} ({type(e).__name__}: {e})")
+            h, w = image_size(image_path)
+        except ImageFileError as e:
+            problems.append(f"{path}: imagePath {data['imagePath']!r}: {e}")
             continue
         if (data.get("imageHeight"), data.get("imageWidth")) not in ((h, w), (None, None)):
             problems.append(f"{path}: imageHeight x imageWidth = {data.get('imageHeight')}x{data.get('imageWidth')} "
@@ -232,12 +230,11 @@ def voc_to_coco(voc_root: str | Path, out_file: str | Path, image_set: str | Non
         if lost:
             problems += [f"{p}: missing (image {stem})" for p in lost]
             continue
-        with Image.open(image_path) as im:
-            w, h = im.size
         try:
+            h, w = image_size(image_path)
             objects = read_mask_file(obj_path, "palette", (h, w))
             cls = read_mask_file(cls_path, "palette", (h, w))
-        except MaskFileError as e:
+        except (ImageFileError, MaskFileError) as e:
             problems.append(str(e))
             continue
         void = objects == VOID
@@ -303,8 +300,11 @@ def yolo_to_coco(image_dir: str | Path, label_dir: str | Path, names_file: str |
             problems.append(f"{t}: no image {t.stem}.* in {image_dir}/")
     images, annotations = [], []
     for path in paths:
-        with Image.open(path) as im:
-            w, h = im.size
+        try:
+            h, w = image_size(path)
+        except ImageFileError as e:
+            problems.append(str(e))
+            continue
         image_id = len(images) + 1
         images.append({"id": image_id, "file_name": path.name, "height": h, "width": w})
         label = label_dir / f"{path.stem}.txt"

@@ -18,6 +18,9 @@ A mask file is refused, with its file named, when:
 ``kind="palette"`` (Pascal VOC's SegmentationObject/SegmentationClass) reads the palette indices, and
 ``VOID`` (255, VOC's outline round every object and its "difficult" regions) is ignored: the caller says
 how many pixels were ignored.
+
+``image_size`` is the one way the builders and importers read an image's size: it raises ``ImageFileError``
+naming the file when the file is missing or is not an image PIL can read.
 """
 
 from __future__ import annotations
@@ -35,6 +38,24 @@ VOID = 255
 
 class MaskFileError(ValueError):
     """A mask file the course refuses; the message starts with the file's path."""
+
+
+class ImageFileError(ValueError):
+    """An image file the course cannot read; the message starts with the file's path."""
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) of an image file, read from its header; ``ImageFileError`` naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageFileError(f"{path}: cannot read the image: no such file")
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Exception as e:  # noqa: BLE001 - PIL raises many kinds; all mean "not a readable image"
+        raise ImageFileError(f"{path}: cannot read the image: not an image file PIL can open "
+                             f"({type(e).__name__}: {e})") from e
+    return h, w
 
 
 def is_jpeg(path: str | Path) -> bool:

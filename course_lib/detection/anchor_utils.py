@@ -36,7 +36,15 @@ def grid_anchors(grid_sizes, strides, cell_anchors) -> list[Tensor]:
     """Shift each level's cell anchors (A, 4) to every cell: one ``(H * W * A, 4)`` tensor per level.
 
     ``grid_sizes``: (H, W) per level; ``strides``: (stride_h, stride_w) per level, in pixels.
+    One feature map per level: a different number is an error (``zip`` would drop levels).
     """
+    if not len(grid_sizes) == len(strides) == len(cell_anchors):
+        raise ValueError(
+            f"got {len(grid_sizes)} feature maps for {len(cell_anchors)} anchor levels: pass one feature map per "
+            "level, i.e. sizes and aspect_ratios as one tuple per feature map (torchvision: 'Anchors should be "
+            "Tuple[Tuple[int]] ... There needs to be a match between the number of feature maps passed and the "
+            "number of sizes / aspect ratios specified.')"
+        )
     anchors = []
     for (grid_h, grid_w), (stride_h, stride_w), base in zip(grid_sizes, strides, cell_anchors):
         # Integer shifts, as torchvision (exact for any image size).

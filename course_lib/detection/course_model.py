@@ -83,10 +83,12 @@ def coco_weights_available() -> bool:
     return coco_weights_file().is_file()
 
 
+# How to get the COCO weights onto a machine without internet (the end of a sentence; {path} is the cache file).
+GET_COCO_WEIGHTS = ("run `python -c \"import torchvision; torchvision.models.detection.maskrcnn_resnet50_fpn("
+                    "weights='DEFAULT')\"` once on a machine with internet and copy the file to {path}")
 OFFLINE_MESSAGE = ("COCO weights for maskrcnn_resnet50_fpn are not in the torch cache ({path}), so the course "
-                   "uses its own shapes checkpoint instead; to use the real ones, run "
-                   "`python -c \"import torchvision; torchvision.models.detection.maskrcnn_resnet50_fpn("
-                   "weights='DEFAULT')\"` once on a machine with internet and copy the file there.")
+                   "uses its own shapes checkpoint instead; to use the real ones, "
+                   + GET_COCO_WEIGHTS.replace(" to {path}", " there") + ".")
 
 
 def load_inference_model(device: torch.device | str = "cpu", prefer: str = "coco", verbose: bool = True):

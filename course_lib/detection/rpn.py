@@ -9,13 +9,15 @@ namesake in ``torchvision.models.detection``: ``_utils.Matcher``,
 """
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from course_lib.detection._utils import Matcher
+from course_lib.detection._utils import BalancedPositiveNegativeSampler, Matcher, decode_boxes, encode_boxes
 from course_lib.ops.boxes import (
     batched_nms,
     box_iou,
     clip_boxes_to_image,
+    nms,
     remove_small_boxes,
 )
 
@@ -68,7 +70,8 @@ def concat_box_prediction_layers(box_cls: list[Tensor], box_regression: list[Ten
     return torch.cat(cls_flat, dim=1).flatten(0, -2), torch.cat(reg_flat, dim=1).reshape(-1, 4)
 
 
-def assign_targets_to_anchors(anchors: Tensor, gt_boxes: Tensor, matcher: Matcher) -> tuple[Tensor, Tensor]:
+def assign_targets_to_anchors(anchors: Tensor, gt_boxes: Tensor, matcher: Matcher,
+                              box_iou=box_iou) -> tuple[Tensor, Tensor]:
     """RPN training labels for one image: anchors (N, 4), gt_boxes (M, 4) ->
     labels (N,) float32 (1 object, 0 background, -1 ignored) and matched gt boxes (N, 4).
 
@@ -89,14 +92,14 @@ def assign_targets_to_anchors(anchors: Tensor, gt_boxes: Tensor, matcher: Matche
 
 def filter_proposals(proposals: Tensor, objectness: Tensor, image_shapes: list[tuple[int, int]],
                      num_anchors_per_level: list[int], pre_nms_top_n: int, post_nms_top_n: int,
-                     nms_thresh: float, score_thresh: float = 0.0, min_size: float = 1e-3):
+                     nms_thresh: float, score_thresh: float = 0.0, min_size: float = 1e-3, nms=nms):
     """From decoded anchors to proposals, per image (torchvision's ``filter_proposals``).
 
     ``proposals`` (B, N, 4) and ``objectness`` logits (B, N) (any shape with B*N elements), N =
     anchors of all levels in anchor order; ``image_shapes``: (height, width) of each image before
     padding. Steps: the ``pre_nms_top_n`` best anchors of each level; sigmoid; clip to the image;
     drop boxes with a side < ``min_size``; drop scores < ``score_thresh``; NMS per level; the
-    ``post_nms_top_n`` best. Returns lists (one per image) of boxes (K, 4) and scores (K,).
+    ``post_nms_top_n`` best (``nms``: the NMS function to use). Returns lists (one per image) of boxes (K, 4) and scores (K,).
     """
     num_images = proposals.shape[0]
     device = proposals.device
@@ -124,7 +127,7 @@ def filter_proposals(proposals: Tensor, objectness: Tensor, image_shapes: list[t
         boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
         keep = torch.where(scores >= score_thresh)[0]
         boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
-        keep = batched_nms(boxes, scores, lvl, nms_thresh)[:post_nms_top_n]
+        keep = batched_nms(boxes, scores, lvl, nms_thresh, nms=nms)[:post_nms_top_n]
         final_boxes.append(boxes[keep])
         final_scores.append(scores[keep])
     return final_boxes, final_scores
@@ -154,3 +157,106 @@ def proposal_recall(proposals, gt_boxes, iou_thresholds=(0.5, 0.7), counts=(10, 
                 best_at_count = best[:, min(count, best.shape[1]) - 1]
                 found[i] += (best_at_count[:, None] >= thresholds[None, :]).sum(dim=0)
     return found / total if total else torch.full_like(found, float("nan"))
+
+
+def rpn_loss(objectness: Tensor, pred_bbox_deltas: Tensor, labels: list[Tensor], regression_targets: list[Tensor],
+             sampled_pos_inds: Tensor, sampled_neg_inds: Tensor) -> tuple[Tensor, Tensor]:
+    """The RPN's two losses on the sampled anchors (the body of torchvision's ``compute_loss``).
+
+    Args:
+        objectness: (N * A_total, 1) logits, ``concat_box_prediction_layers`` order (image-major).
+        pred_bbox_deltas: (N * A_total, 4) predicted deltas, same order.
+        labels: per image, (A_total,) float labels 1 / 0 / -1 (``assign_targets_to_anchors``).
+        regression_targets: per image, (A_total, 4) encoded matched gt boxes (weights 1, 1, 1, 1).
+        sampled_pos_inds, sampled_neg_inds: (P,), (Q,) int64 indices into the concatenated anchors.
+
+    Returns:
+        ``(objectness_loss, box_loss)``: the mean binary cross-entropy over the P + Q sampled anchors, and
+        the smooth L1 (beta 1/9) summed over the P positives' deltas and divided by P + Q (not by P: a batch
+        with few positives is not given large box gradients).
+    """
+    sampled_inds = torch.cat([sampled_pos_inds, sampled_neg_inds], dim=0)
+    labels = torch.cat(labels, dim=0)
+    regression_targets = torch.cat(regression_targets, dim=0)
+    box_loss = F.smooth_l1_loss(pred_bbox_deltas[sampled_pos_inds], regression_targets[sampled_pos_inds],
+                                beta=1 / 9, reduction="sum") / sampled_inds.numel()
+    objectness_loss = F.binary_cross_entropy_with_logits(objectness.flatten()[sampled_inds], labels[sampled_inds])
+    return objectness_loss, box_loss
+
+
+def compute_loss(objectness: Tensor, pred_bbox_deltas: Tensor, labels: list[Tensor],
+                 regression_targets: list[Tensor], fg_bg_sampler: BalancedPositiveNegativeSampler,
+                 loss=rpn_loss) -> tuple[Tensor, Tensor]:
+    """torchvision's ``RegionProposalNetwork.compute_loss``: sample anchors per image, then ``loss``.
+
+    ``fg_bg_sampler`` draws ``batch_size_per_image`` anchors per image with at most ``positive_fraction``
+    positives (``torch.randperm``, so the same seed samples the same anchors as torchvision).
+    """
+    pos, neg = fg_bg_sampler(labels)
+    sampled_pos_inds = torch.where(torch.cat(pos, dim=0))[0]
+    sampled_neg_inds = torch.where(torch.cat(neg, dim=0))[0]
+    return loss(objectness, pred_bbox_deltas, labels, regression_targets, sampled_pos_inds, sampled_neg_inds)
+
+
+class RegionProposalNetwork(nn.Module):
+    """The RPN as one module, built from the functions above (torchvision's ``RegionProposalNetwork``).
+
+    Same arguments and attribute names as torchvision's (``anchor_generator``, ``head``: the only one with
+    parameters, so state dicts are interchangeable). ``forward(images, features, targets)`` returns
+    ``(boxes, losses)``: per image (K, 4) proposals in the resized image's pixels, and in training
+    ``{"loss_objectness", "loss_rpn_box_reg"}``.
+
+    The functions it calls are attributes (``box_iou``, ``nms``, ``encode_boxes``, ``decode_boxes``,
+    ``rpn_loss``) so a learner's own can be plugged in (``course_lib.detection.mask_rcnn.plug_in``).
+    """
+
+    def __init__(self, anchor_generator: nn.Module, head: nn.Module, fg_iou_thresh: float, bg_iou_thresh: float,
+                 batch_size_per_image: int, positive_fraction: float, pre_nms_top_n: dict[str, int],
+                 post_nms_top_n: dict[str, int], nms_thresh: float, score_thresh: float = 0.0):
+        super().__init__()
+        self.anchor_generator = anchor_generator
+        self.head = head
+        self.box_coder_weights = (1.0, 1.0, 1.0, 1.0)
+        self.proposal_matcher = Matcher(fg_iou_thresh, bg_iou_thresh, allow_low_quality_matches=True)
+        self.fg_bg_sampler = BalancedPositiveNegativeSampler(batch_size_per_image, positive_fraction)
+        self._pre_nms_top_n, self._post_nms_top_n = pre_nms_top_n, post_nms_top_n
+        self.nms_thresh, self.score_thresh, self.min_size = nms_thresh, score_thresh, 1e-3
+        # Pluggable pieces (library defaults).
+        self.box_iou, self.nms, self.rpn_loss = box_iou, nms, rpn_loss
+        self.encode_boxes, self.decode_boxes = encode_boxes, decode_boxes
+
+    def pre_nms_top_n(self) -> int:
+        return self._pre_nms_top_n["training" if self.training else "testing"]
+
+    def post_nms_top_n(self) -> int:
+        return self._post_nms_top_n["training" if self.training else "testing"]
+
+    def forward(self, images, features: dict[str, Tensor], targets: list[dict[str, Tensor]] | None = None):
+        features = list(features.values())
+        objectness, pred_bbox_deltas = self.head(features)
+        anchors = self.anchor_generator(images, features)
+        num_images = len(anchors)
+        num_anchors_per_level = [o[0].numel() for o in objectness]  # A * H * W per level
+        objectness, pred_bbox_deltas = concat_box_prediction_layers(objectness, pred_bbox_deltas)
+        # Proposals are not differentiated through (Faster R-CNN's "approximate joint training").
+        proposals = self.decode_boxes(pred_bbox_deltas.detach(), torch.cat(anchors), self.box_coder_weights)
+        proposals = proposals.view(num_images, -1, 4)
+        boxes, _ = filter_proposals(proposals, objectness, images.image_sizes, num_anchors_per_level,
+                                    self.pre_nms_top_n(), self.post_nms_top_n(), self.nms_thresh,
+                                    self.score_thresh, self.min_size, nms=self.nms)
+        losses = {}
+        if self.training:
+            if targets is None:
+                raise ValueError("targets should not be None")
+            labels, matched_gt_boxes = [], []
+            for anchors_per_image, target in zip(anchors, targets):
+                lbl, gt = assign_targets_to_anchors(anchors_per_image, target["boxes"], self.proposal_matcher,
+                                                    box_iou=self.box_iou)
+                labels.append(lbl)
+                matched_gt_boxes.append(gt)
+            regression_targets = [self.encode_boxes(gt, a, self.box_coder_weights)
+                                  for gt, a in zip(matched_gt_boxes, anchors)]
+            loss_objectness, loss_rpn_box_reg = compute_loss(objectness, pred_bbox_deltas, labels,
+                                                             regression_targets, self.fg_bg_sampler, self.rpn_loss)
+            losses = {"loss_objectness": loss_objectness, "loss_rpn_box_reg": loss_rpn_box_reg}
+        return boxes, losses

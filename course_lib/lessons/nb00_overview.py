@@ -1,12 +1,21 @@
-"""Notebook 00's pictures and examples: the pipeline diagram and made-up detections for the
-exercises. Taught in: 00_overview
+"""Notebook 00's pictures and examples: the pipeline diagram, made-up detections for the exercises,
+detections drawn with legible labels, and the model on real photographs. Taught in: 00_overview
 """
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import torch
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+import torch.nn.functional as F
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
+from torchvision.utils import draw_segmentation_masks
+
+from course_lib.lessons.draw import colour, to_uint8
+from course_lib.training.predict import binarize_masks, filter_detections, run_inference
+from course_lib.utils.ui import headless
+
+# scikit-image's sample photographs: they ship inside its wheel, so nothing is downloaded.
+PHOTOS = ("astronaut", "coffee", "chelsea")
 
 
 def pipeline_figure(highlight_mask_branch: bool = True):
@@ -116,3 +125,177 @@ def soft_mask_figure(prob: torch.Tensor, threshold: float = 0.5):
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+# ---- detections drawn with matplotlib: labels in points, placed so that they do not overlap ------------------
+
+def _overlap(a, b) -> float:
+    """Overlap area of two display-space boxes (matplotlib ``Bbox``)."""
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return max(w, 0.0) * max(h, 0.0)
+
+
+def _place_labels(ax, boxes: list[list[float]], texts: list[str], colours: list[str], fontsize: float) -> list:
+    """One label per box, at the first corner spot (outside the box above, inside, below...) where it overlaps
+    no label placed before and stays inside the picture; where every spot overlaps, the least bad one."""
+    canvas = ax.figure.canvas  # Agg (inline, headless) has get_renderer; other canvases: matplotlib's own
+    renderer = canvas.get_renderer() if hasattr(canvas, "get_renderer") else ax.figure._get_renderer()
+    frame = ax.get_window_extent(renderer)
+    placed, artists = [], []
+    for (x1, y1, x2, y2), text, col in zip(boxes, texts, colours):
+        spots = [(x1, y1, "left", "bottom"), (x1, y1, "left", "top"), (x1, y2, "left", "top"),
+                 (x1, y2, "left", "bottom"), (x2, y1, "right", "bottom"), (x2, y1, "right", "top"),
+                 (x2, y2, "right", "top"), (x2, y2, "right", "bottom")]
+        best = None
+        for x, y, ha, va in spots:
+            t = ax.text(x, y, text, fontsize=fontsize, color="white", ha=ha, va=va, clip_on=True,
+                        bbox=dict(fc=col, alpha=0.85, lw=0, pad=1.2))
+            ext = t.get_window_extent(renderer).expanded(1.0, 1.0).padded(1.5)
+            outside = ext.width * ext.height - _overlap(ext, frame)
+            cost = sum(_overlap(ext, other) for other in placed) + outside
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, t, ext)
+            else:
+                t.remove()
+            if cost == 0:
+                break
+        placed.append(best[2])
+        artists.append(best[1])
+    return artists
+
+
+def _draw_panel(ax, image: torch.Tensor, boxes, labels, masks, class_names: list[str], scores=None,
+                title: str = "") -> None:
+    """A picture with its masks (painted into the pixels) and boxes (drawn by matplotlib, crisp at any size)."""
+    canvas = to_uint8(image)
+    colours = [colour(lab) for lab in labels.tolist()]
+    if masks is not None and len(masks):
+        canvas = draw_segmentation_masks(canvas, masks.bool().cpu(), alpha=0.45, colors=colours)
+    h, w = canvas.shape[-2:]
+    ax.imshow(canvas.permute(1, 2, 0).numpy(), interpolation="nearest", extent=(0, w, h, 0))
+    for (x1, y1, x2, y2), col in zip(torch.as_tensor(boxes).tolist(), colours):
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=col, lw=1.5))
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    names = [class_names[lab] if lab < len(class_names) else str(lab) for lab in labels.tolist()]
+    if scores is not None:
+        names = [f"{n} {s:.2f}" for n, s in zip(names, scores.tolist())]
+    ax._course_labels = (torch.as_tensor(boxes).tolist(), names, colours)  # placed once the layout is final
+
+
+def _finish(fig, fontsize: float = 8):
+    fig.tight_layout()
+    for ax in fig.axes:
+        if hasattr(ax, "_course_labels"):
+            _place_labels(ax, *ax._course_labels, fontsize=fontsize)
+            del ax._course_labels
+    return fig
+
+
+def detections_figure(samples: list, outputs: list[dict], class_names: list[str], score_threshold: float = 0.5,
+                      ncols: int = 4, size: float = 3.0):
+    """Ground truth and prediction side by side for each ``(image, target)`` in ``samples``.
+
+    The labels are matplotlib text in points, so they stay legible on a 128-pixel image, and each one goes to
+    a corner of its box where it covers no other label.
+    """
+    n = 2 * len(samples)
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.2), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    panels = iter(axes.flat)
+    for (image, target), out in zip(samples, outputs):
+        _draw_panel(next(panels), image, target["boxes"], target["labels"], target.get("masks"), class_names,
+                    title=f"image {target['image_id']}: ground truth")
+        kept = filter_detections(out, score_threshold)
+        _draw_panel(next(panels), image, kept["boxes"], kept["labels"], binarize_masks(kept["masks"]),
+                    class_names, kept["scores"], title=f"prediction (score >= {score_threshold})")
+    return _finish(fig)
+
+
+# ---- real photographs --------------------------------------------------------------------------------------
+
+def load_photos() -> dict[str, torch.Tensor]:
+    """scikit-image's astronaut, coffee and cat photographs as (3, H, W) float tensors in [0, 1]."""
+    from skimage import data
+
+    return {name: torch.from_numpy(getattr(data, name)()).permute(2, 0, 1).float() / 255 for name in PHOTOS}
+
+
+def fit_to_model(photo: torch.Tensor, model) -> torch.Tensor:
+    """The photo shrunk (never enlarged) so that its longer side is at most the model's largest input side
+    (``model.transform.max_size``: 128 for the course model, 1333 for torchvision's COCO model)."""
+    longest = max(photo.shape[-2:])
+    limit = int(model.transform.max_size)
+    if longest <= limit:
+        return photo
+    h, w = (round(s * limit / longest) for s in photo.shape[-2:])
+    return F.interpolate(photo[None], size=(h, w), mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
+
+
+def detect_on_photo(model, photo: torch.Tensor, device: torch.device | str = "cpu") -> tuple[torch.Tensor, dict]:
+    """Run ``model`` on one photo at the size it works at: ``(the photo it saw, its output dict)``."""
+    seen = fit_to_model(photo, model)
+    return seen, run_inference(model, [seen], device)[0]
+
+
+def photo_note(source: str, weights_file) -> str:
+    """One sentence for the learner: with COCO weights what the photos show, without them how to get them."""
+    from course_lib.detection.course_model import GET_COCO_WEIGHTS
+
+    if source == "coco":
+        return ("torchvision's COCO model on three photographs: it knows 80 everyday classes, "
+                "so people, cups and cats are what it was trained to find.")
+    return ("With torchvision's COCO weights you would see the astronaut, the cup and the cat found and named "
+            "here; to get them, " + GET_COCO_WEIGHTS.format(path=weights_file) + ".")
+
+
+def describe_photo_results(results: dict, class_names: list[str], score_threshold: float = 0.5,
+                           top: int = 5) -> str:
+    """One line per photo: its size as the model saw it and its best detections at ``score_threshold``."""
+    lines = []
+    for name, (seen, out) in results.items():
+        kept = filter_detections(out, score_threshold)
+        found = ", ".join(f"{class_names[lab]} {score:.2f}" for lab, score in
+                          zip(kept["labels"][:top].tolist(), kept["scores"][:top].tolist()))
+        more = f" and {len(kept['scores']) - top} more" if len(kept["scores"]) > top else ""
+        lines.append(f"{name:9s} seen at {seen.shape[-1]}x{seen.shape[-2]}: {len(kept['scores'])} detection(s) "
+                     f"with score >= {score_threshold:.2f}" + (f": {found}{more}" if found else ""))
+    return "\n".join(lines)
+
+
+def photo_figure(results: dict, class_names: list[str], score_threshold: float = 0.5, size: float = 4.0):
+    """Each photo as the model saw it, with its detections at ``score_threshold`` (one panel per photo)."""
+    fig, axes = plt.subplots(1, len(results), figsize=(size * len(results), size * 0.85), squeeze=False)
+    for ax, (name, (seen, out)) in zip(axes.flat, results.items()):
+        kept = filter_detections(out, score_threshold)
+        _draw_panel(ax, seen, kept["boxes"], kept["labels"], binarize_masks(kept["masks"]), class_names,
+                    kept["scores"], title=f"{name} ({seen.shape[-1]}x{seen.shape[-2]} px): "
+                                          f"{len(kept['scores'])} with score >= {score_threshold:.2f}")
+    return _finish(fig)
+
+
+def photo_explorer(results: dict, class_names: list[str], score_threshold: float = 0.5):
+    """A score-threshold slider over the photos' detections; the model does not run again when it moves.
+
+    In JupyterLab: an ``ipywidgets.interactive`` (returned; the notebook displays it). Headless: prints the
+    detections and draws the figure once at ``score_threshold``, and returns ``None``.
+    """
+    def show(score_threshold=score_threshold):
+        print(describe_photo_results(results, class_names, score_threshold))
+        photo_figure(results, class_names, score_threshold)
+        plt.show()
+
+    if headless():
+        show()
+        return None
+    import ipywidgets as W
+
+    return W.interactive(show, score_threshold=W.FloatSlider(value=score_threshold, min=0.05, max=1.0, step=0.05,
+                                                             description="score >=", continuous_update=False))

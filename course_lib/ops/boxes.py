@@ -11,17 +11,40 @@ import torch
 from torch import Tensor
 
 
+def _upcast(t: Tensor) -> Tensor:
+    """``t`` in a dtype wide enough for products of coordinates (torchvision's ``_upcast``).
+
+    Why: an area is a product of two lengths; 300 x 300 already overflows int16 and a 400 x 400
+    area (160000) is ``inf`` in float16. int8/int16/uint8 become int32, float16/bfloat16 become
+    float32; int32, int64, float32 and float64 are returned as they are (no copy).
+    """
+    if t.is_floating_point():
+        return t if t.dtype in (torch.float32, torch.float64) else t.float()
+    return t if t.dtype in (torch.int32, torch.int64) else t.int()
+
+
 def box_area(boxes: Tensor) -> Tensor:
-    """Area of each box: ``(N, 4) -> (N,)``. A zero-size box has area 0."""
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    """Area of each box: ``(N, 4) -> (N,)`` (or ``(..., 4) -> (...)``). A zero-size box has area 0.
+
+    Computed and returned in the upcast dtype, as torchvision: int32 for int8/int16/uint8 boxes,
+    float32 for float16/bfloat16 boxes (see ``_upcast``).
+    """
+    boxes = _upcast(boxes)
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
 
 
 def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     """Intersection over union of every pair: ``(N, 4), (M, 4) -> (N, M)``.
 
     IoU = area of the overlap / area of the union. Two zero-size boxes give 0 / 0 = nan, as in
-    torchvision.
+    torchvision. The result is float32 for integer, float16 and bfloat16 boxes (float64 stays
+    float64), as torchvision's.
+
+    Low-precision boxes are upcast first (``_upcast``): areas over 65504 are ``inf`` in float16.
+    torchvision upcasts only after subtracting the corners, so its uint8 overlaps wrap around and
+    its float16 overlaps are rounded to float16; ours are exact (equal up to that rounding).
     """
+    boxes1, boxes2 = _upcast(boxes1), _upcast(boxes2)
     area1, area2 = box_area(boxes1), box_area(boxes2)
     # Columns as contiguous rows: x1 of boxes1 is (N, 1), x1 of boxes2 is (1, M), and so on.
     x1, y1, x2, y2 = boxes1.t().contiguous()[:, :, None]
@@ -47,6 +70,27 @@ def _largest_below(threshold: float, dtype: torch.dtype) -> Tensor:
     return t
 
 
+def _to_float(boxes: Tensor) -> Tensor:
+    """float32 for boxes that are not float32/float64 (what torchvision's autocast NMS does)."""
+    return boxes if boxes.dtype in (torch.float32, torch.float64) else boxes.float()
+
+
+def _check_nms_inputs(boxes: Tensor, scores: Tensor) -> None:
+    """torchvision's C++ shape checks, same messages: boxes (N, 4), scores (N,)."""
+    if boxes.dim() != 2:
+        raise RuntimeError(f"boxes should be a 2d tensor, got {boxes.dim()}D (shape {tuple(boxes.shape)}, "
+                           "expected (N, 4))")
+    if boxes.size(1) != 4:
+        raise RuntimeError(f"boxes should have 4 elements in dimension 1, got {boxes.size(1)} "
+                           f"(shape {tuple(boxes.shape)}, expected (N, 4))")
+    if scores.dim() != 1:
+        raise RuntimeError(f"scores should be a 1d tensor, got {scores.dim()}D (shape {tuple(scores.shape)}, "
+                           "expected (N,))")
+    if boxes.size(0) != scores.size(0):
+        raise RuntimeError("boxes and scores should have same number of elements in dimension 0, "
+                           f"got {boxes.size(0)} and {scores.size(0)}")
+
+
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, block_size: int = 256) -> Tensor:
     """Non-maximum suppression: ``boxes`` (N, 4), ``scores`` (N,) -> kept indices (K,) int64.
 
@@ -59,11 +103,16 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, block_size: int = 2
     "keep i unless a kept k < i suppresses it" is applied to all i at once, again and again, until
     nothing changes. That fixed point is unique (each box depends only on earlier ones), so it
     is the greedy answer; it takes a few rounds.
+
+    Boxes that are not float32/float64 (float16, bfloat16, integers) are compared in float32:
+    a float16 IoU near the threshold is rounded by ~1e-3 and flips keep/suppress decisions.
+    torchvision's autocast kernel casts to float32 likewise (its CPU kernel alone refuses them).
     """
+    _check_nms_inputs(boxes, scores)
     if boxes.numel() == 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
     order = torch.sort(scores, descending=True, stable=True)[1]
-    boxes = boxes.detach()[order]  # indices out, so no autograd graph
+    boxes = _to_float(boxes.detach())[order]  # indices out, so no autograd graph
     thr = _largest_below(iou_threshold, boxes.dtype).to(boxes.device)
     kept = []  # positions (in score order) of the kept boxes, one tensor per block
     for start in range(0, len(boxes), block_size):
@@ -86,15 +135,26 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, block_size: int = 2
     return order[torch.cat(kept)]
 
 
-def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float, nms=nms) -> Tensor:
     """NMS within each category: boxes with different ``idxs`` (N,) never suppress each other.
+
+    ``nms``: the single-category NMS to run (default this module's; a learner's own can be passed).
 
     Returns kept indices (K,) int64 sorted by decreasing score. Like torchvision: up to 1000 boxes
     on CPU, shift each category by its own offset so that categories cannot overlap and run one
     NMS (the "coordinate trick"); above that, one NMS per category is faster.
+
+    Low-precision boxes go to float32 first (``_to_float``): the shifted coordinates are large
+    (category x (max + 1)), and bfloat16 keeps 8 significant bits: past 2048 it rounds to multiples
+    of 16, moving boxes by pixels. (torchvision shifts in the input dtype: under autocast its
+    bfloat16 answer can differ from that of the same boxes in float32.)
     """
     if boxes.numel() == 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    _check_nms_inputs(boxes, scores)
+    if idxs.shape != scores.shape:
+        raise RuntimeError(f"idxs should have the shape of scores {tuple(scores.shape)}, got {tuple(idxs.shape)}")
+    boxes = _to_float(boxes)
     if boxes.numel() > (4000 if boxes.device.type == "cpu" else 100_000):
         keep_mask = torch.zeros_like(scores, dtype=torch.bool)
         for class_id in torch.unique(idxs):

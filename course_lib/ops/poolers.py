@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from course_lib.ops._utils import BoxesArg, _pair, _to_rois
+from course_lib.ops.boxes import box_area
 from course_lib.ops.roi_align import roi_align
 
 
@@ -40,8 +41,9 @@ def assign_fpn_levels(
     """
     if not isinstance(boxes, Tensor):
         boxes = torch.cat(list(boxes))
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    s = torch.sqrt(area)
+    # box_area upcasts float16/bfloat16 boxes to float32 (as LevelMapper's box_area): in bfloat16,
+    # 4 + log2(223 / 224) = 3.994 rounds to 4.0 and a 223-pixel box would go one level up.
+    s = torch.sqrt(box_area(boxes))
     eps = torch.tensor(1e-6, dtype=s.dtype)  # keeps exact powers of two on the upper level
     levels = torch.floor(canonical_level + torch.log2(s / canonical_scale) + eps)
     levels = torch.clamp(levels, min=k_min, max=k_max)
@@ -63,6 +65,8 @@ def multiscale_roi_align(
     featmap_names: Sequence[str] | None = None,
     canonical_scale: int = 224,
     canonical_level: int = 4,
+    roi_align=roi_align,
+    assign_fpn_levels=assign_fpn_levels,
 ) -> Tensor:
     """RoIAlign over an FPN: each box is pooled from the level its size picks.
 
@@ -76,6 +80,7 @@ def multiscale_roi_align(
         image_shapes: (height, width) of each image as fed to the backbone.
         output_size: int or (out_h, out_w).
         sampling_ratio: as in ``roi_align``.
+        roi_align, assign_fpn_levels: the functions to use (a learner's own can be passed).
 
     Returns:
         (sum Ki, C, out_h, out_w), boxes in the order given.
@@ -106,3 +111,26 @@ def multiscale_roi_align(
         pooled = roi_align(feature, rois[idx], (out_h, out_w), scale, sampling_ratio)
         result = result.index_copy(0, idx, pooled.to(result.dtype))
     return result
+
+
+class MultiScaleRoIAlign(torch.nn.Module):
+    """``multiscale_roi_align`` as a module, a drop-in for ``torchvision.ops.MultiScaleRoIAlign``.
+
+    ``forward(x, boxes, image_shapes)``: ``x`` a dict of FPN maps, ``boxes`` one (Ki, 4) tensor per image
+    -> (sum Ki, C, out_h, out_w). ``roi_align`` and ``assign_fpn_levels`` are attributes, so a
+    learner's own can be plugged in. No parameters (nothing in a state dict).
+    """
+
+    def __init__(self, featmap_names: Sequence[str], output_size, sampling_ratio: int, *,
+                 canonical_scale: int = 224, canonical_level: int = 4):
+        super().__init__()
+        self.featmap_names = list(featmap_names)
+        self.output_size = _pair(output_size)
+        self.sampling_ratio = sampling_ratio
+        self.canonical_scale, self.canonical_level = canonical_scale, canonical_level
+        self.roi_align, self.assign_fpn_levels = roi_align, assign_fpn_levels
+
+    def forward(self, x: dict, boxes: Sequence[Tensor], image_shapes: Sequence[Sequence[int]]) -> Tensor:
+        return multiscale_roi_align(x, boxes, image_shapes, self.output_size, self.sampling_ratio,
+                                    self.featmap_names, self.canonical_scale, self.canonical_level,
+                                    roi_align=self.roi_align, assign_fpn_levels=self.assign_fpn_levels)

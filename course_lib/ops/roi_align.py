@@ -113,6 +113,12 @@ def _axis_band(start: Tensor, bin_size: Tensor, grid: Tensor, out_len: int, size
     first = torch.where(used, cells, size).amin(dim=-1, keepdim=True).clamp(max=size - 1)
     last = torch.where(used, cells, -1).amax(dim=-1, keepdim=True)
     length = max(int((last - first).max()) + 1, 1) if cells.numel() else 1
+    if length > cells.size(-1):
+        # Wide bins with few samples (a fixed sampling_ratio on a long box): the band would be mostly
+        # zeros, so keep the taps themselves, ordered sample by sample (low, high), unused ones last.
+        K, S2 = cells.size(0), cells.size(-1)
+        order = lambda t: t.view(K, out_len, 2, S2 // 2).transpose(-1, -2).reshape(K, out_len, S2)  # noqa: E731
+        return order(cells), order(weights)
     # Sum the taps into their slot of the band (taps on a shared cell add up).
     band = weights.new_zeros(*cells.shape[:2], length)
     band.scatter_add_(2, torch.where(used, cells - first, 0), weights)
@@ -174,14 +180,30 @@ def roi_align(
             (the legacy behaviour) boxes smaller than 1 cell are stretched to 1 cell.
 
     Returns:
-        (K, C, out_h, out_w), differentiable with respect to ``input`` (not the boxes).
+        (K, C, out_h, out_w) in the dtype of ``input``, differentiable with respect to ``input``
+        (not the boxes).
 
     How: per box the result is ``Wy @ F @ Wx.T`` (see ``roi_align_weights``); bin (i, j) is
     the weighted sum of the feature vectors its samples touch, with weights
     ``Wy[i, y] * Wx[j, x]``, computed by ``embedding_bag`` (see the module docstring).
+
+    float16/bfloat16 input (mixed precision, autocast) is computed in float32 and the result cast
+    back, as torchvision's autocast kernel does: sample positions in bfloat16 are off by up to
+    1/256 of their value, and so are the sums over a bin's samples.
     """
+    if input.dim() != 4:
+        raise ValueError(f"input must have shape (N, C, H, W), got {tuple(input.shape)}")
+    out_dtype = input.dtype
+    if out_dtype in (torch.float16, torch.bfloat16):
+        input = input.float()
     out_h, out_w = _pair(output_size)
     rois = _to_rois(boxes).detach().to(input.dtype)  # like torchvision: no gradient for boxes
+    return _roi_align(input, rois, out_h, out_w, spatial_scale, sampling_ratio, aligned).to(out_dtype)
+
+
+def _roi_align(input: Tensor, rois: Tensor, out_h: int, out_w: int, spatial_scale: float, sampling_ratio: int,
+               aligned: bool) -> Tensor:
+    """``roi_align`` on (K, 5) ``rois`` of the dtype of ``input`` (float32 or float64)."""
     N, C, H, W = input.shape
     K = rois.size(0)
 

@@ -28,7 +28,7 @@ def roi_pool(input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float =
         spatial_scale: box coordinates are multiplied by it to land on the feature map.
 
     Returns:
-        (K, C, out_h, out_w). A bin that covers no feature-map cell is 0.
+        (K, C, out_h, out_w) in the dtype of ``input``. A bin that covers no feature-map cell is 0.
 
     RoIPool quantises twice: the box corners are rounded to whole cells, and every bin edge is
     floored/ceiled to whole cells. Those roundings are what RoIAlign removes.
@@ -38,7 +38,12 @@ def roi_pool(input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float =
     _, C, H, W = input.shape
     K = rois.size(0)
 
-    _, (h0, h1), (w0, w1) = quantise_rois(rois, (out_h, out_w), spatial_scale, (H, W), input.dtype)
+    # Bin edges in float32 for float16/bfloat16 input (in float16 a 29-cell box cut in 7 bins has
+    # bins of 4.145 cells and its last bin ends at ceil(7 * 4.145) = 30: one cell too many); the
+    # maxima themselves are exact in any dtype.
+    # torchvision's CPU kernel computes float16 edges in float16 and has no bfloat16 kernel.
+    dtype = torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else input.dtype
+    _, (h0, h1), (w0, w1) = quantise_rois(rois, (out_h, out_w), spatial_scale, (H, W), dtype)
 
     out = input.new_zeros(K, C, out_h, out_w)
     batch_idx = rois[:, 0].long().tolist()
@@ -59,7 +64,8 @@ def quantise_rois(rois: Tensor, output_size: tuple[int, int], spatial_scale: flo
 
     ``cells`` is the box snapped to whole cells, ``(x1, y1, x2, y2)`` as (K,) integer tensors with both ends
     included; ``h0, h1`` (K, out_h) and ``w0, w1`` (K, out_w) are each bin's first and one-past-last cell,
-    clipped to the map. Computed in ``dtype``, as torchvision computes them in the input's dtype.
+    clipped to the map. Computed in ``dtype``: torchvision computes them in the input's dtype
+    (``roi_pool`` passes float32 for float16/bfloat16 input).
     """
     (out_h, out_w), (H, W) = output_size, feature_size
     # Quantisation 1: box corners rounded to whole cells (C round: halves away from zero).

@@ -88,7 +88,7 @@ def test_builder_reports_corrupt_masks_images_and_sidecars(folder):
     (folder / "masks" / "im0.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")
     (folder / "images" / "im1.png").write_bytes(b"garbage")
     (folder / "masks" / "im2.json").write_text('{"1": "cat",')
-    err = build_error(folder, "im0.png: cannot read the mask", "im1.png: cannot read the image",
+    err = build_error(folder, "im0.png: cannot read the mask", "im1.png: cannot read the image: not an image file PIL can open",
                       "im2.json: invalid sidecar")
     assert len(err.problems) == 3  # every problem, not only the first
 

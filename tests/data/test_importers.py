@@ -22,7 +22,7 @@ from course_lib.data.importers import (
     voc_to_coco,
     yolo_to_coco,
 )
-from course_lib.data.mask_files import MaskFileError, read_mask_file
+from course_lib.data.mask_files import ImageFileError, MaskFileError, image_size, read_mask_file
 
 
 def save_image(path, h=32, w=40, seed=0):
@@ -351,6 +351,8 @@ LABELME_CASES = [
     (lm([shape("cat", [[1, 1], [5, 5], [1, 9]])], imageHeight=64), "imageHeight x imageWidth = 64x40 but the image"),
     (write("a.json", '{"shapes": [], "imagePath": "gone.jpg"}'), "a.json: imagePath 'gone.jpg': image file"),
     (write("a.json", '{"shapes": [], "imagePath": '), "a.json: "),
+    (lambda d: (labelme(d, []), (d / "a.jpg").write_bytes(b"not a jpeg")),
+     "a.json: imagePath 'a.jpg': " + "{d}" + "/a.jpg: cannot read the image: not an image file PIL can open"),
     (write("a.json", '{"objects": []}'), "a.json: not a LabelMe file"),
     (lambda d: None, "no LabelMe .json files"),
 ]
@@ -362,7 +364,7 @@ def test_labelme_malformed(tmp_path, make, expected):
     make(tmp_path / "in")
     with pytest.raises(CocoFormatError) as e:
         labelme_to_coco(tmp_path / "in", tmp_path / "out.json", categories=["cat"])
-    assert expected in str(e.value), str(e.value)
+    assert expected.format(d=tmp_path / "in") in str(e.value), str(e.value)
     assert nothing_written(tmp_path)
 
 
@@ -484,3 +486,29 @@ def test_coco_command_builds_voc_and_validate_fails_with_the_report(tmp_path, ca
     out, err = capsys.readouterr()
     assert "SegmentationClass/2007_000001.png: is a RGB image" in out and "nothing written" in err
     assert not (tmp_path / "e.json").exists()
+
+
+# --- one way to read an image's size, one message ----------------------------------------------------------
+
+def test_image_size_reads_the_header_and_names_a_bad_file(tmp_path):
+    save_image(tmp_path / "a.png", 30, 40)
+    assert image_size(tmp_path / "a.png") == (30, 40)
+    with pytest.raises(ImageFileError, match=r"gone.png: cannot read the image: no such file"):
+        image_size(tmp_path / "gone.png")
+    (tmp_path / "bad.png").write_bytes(b"garbage")
+    with pytest.raises(ImageFileError, match=r"bad.png: cannot read the image: not an image file PIL can open "
+                                             r"\(UnidentifiedImageError"):
+        image_size(tmp_path / "bad.png")
+
+
+def test_voc_and_yolo_name_an_unreadable_image(tmp_path):
+    voc(tmp_path / "voc")
+    (tmp_path / "voc" / "JPEGImages" / "2007_000001.jpg").write_bytes(b"garbage")
+    with pytest.raises(CocoFormatError, match=r"2007_000001.jpg: cannot read the image: not an image file"):
+        voc_to_coco(tmp_path / "voc", tmp_path / "out.json")
+    yolo_case("0 0.1 0.1 0.5 0.1 0.5 0.5\n")(tmp_path / "yolo")
+    (tmp_path / "yolo" / "images" / "a.jpg").write_bytes(b"garbage")
+    with pytest.raises(CocoFormatError, match=r"a.jpg: cannot read the image: not an image file"):
+        yolo_to_coco(tmp_path / "yolo" / "images", tmp_path / "yolo" / "labels", tmp_path / "yolo" / "classes.txt",
+                     tmp_path / "out.json")
+    assert nothing_written(tmp_path)
