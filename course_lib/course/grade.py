@@ -37,9 +37,9 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from course_lib.course.quiz import RECORD_MIME as QUIZ_MIME  # the quiz widget's record of a choice
 from course_lib.utils.errors import CommandError
 
-QUIZ_MIME = "application/vnd.course.quiz+json"
 GROUPS = ("notebook", "hidden")
 DEFAULT_MEMORY_GB = 8.0  # importing torch alone reserves about 3.5 GB of address space
 

@@ -4,11 +4,20 @@
 the choice is right and why. Where no widget front end renders it (a terminal, nbconvert, a headless
 run, ``COURSE_HEADLESS=1``), the same object prints as plain text that ends with the
 ``answer("id", choice)`` call that grades it.
+
+The widget also leaves the learner's choice in the notebook's saved outputs, where ``course grade``
+reads it: showing it displays an invisible record ``{"id": ..., "choice": null}`` (mime type
+``RECORD_MIME``, with a display id), and each press of Check updates that record to the chosen index.
+The front end writes the update into the quiz cell's outputs, so the saved ``.ipynb`` carries the last
+checked choice, and only that: neither the correct answer nor the verdict. (JupyterLab applies the
+update only while it still holds the request that displayed the record: after a page reload, re-run
+the quiz cell before answering.)
 """
 
 from __future__ import annotations
 
 import html
+import uuid
 
 from course_lib.course.bank import Question, load_questions
 from course_lib.course.progress import record
@@ -16,6 +25,8 @@ from course_lib.utils.ui import headless
 
 BANK: dict[str, Question] = load_questions()
 
+# The mime type of the widget's record of a learner's choice; read by ``course_lib.course.grade``.
+RECORD_MIME = "application/vnd.course.quiz+json"
 
 
 def _check(qid: str) -> Question:
@@ -75,6 +86,9 @@ class QuizWidget:
 
     ``radio``, ``button`` and ``feedback`` are public so that tests (and curious learners) can drive it:
     ``w.radio.index = 1; w.button.click(); w.feedback.value``.
+
+    Displayed in a kernel, it shows the widget and then the record of the choice (see the module's
+    docstring); ``record()`` is that record now.
     """
 
     def __init__(self, qid: str):
@@ -88,6 +102,13 @@ class QuizWidget:
         self.button.on_click(self._on_check)
         self.box = W.VBox([W.HTML(f"<b>Quiz:</b> {html.escape(self.question.text)}"), self.radio, self.button,
                            self.feedback])
+        self.choice: int | None = None  # the choice last checked
+        self._display_id = f"course-quiz-{uuid.uuid4().hex}"
+        self._displayed = False
+
+    def record(self) -> dict:
+        """What the saved notebook carries for this quiz: its id and the choice last checked (or None)."""
+        return {"id": self.question.id, "choice": self.choice}
 
     def _on_check(self, _button=None) -> None:
         if self.radio.index is None:
@@ -95,6 +116,11 @@ class QuizWidget:
             return
         ok, text = grade(self.question.id, self.radio.index)
         _record(self.question.id, ok)
+        self.choice = self.radio.index
+        if self._displayed:  # an update_display_data: the front end rewrites the record in the cell's outputs
+            from IPython.display import update_display
+
+            update_display({RECORD_MIME: self.record()}, raw=True, display_id=self._display_id)
         colour = "green" if ok else "#b00"
         self.feedback.value = f'<span style="color:{colour}">{html.escape(text)}</span>'
 
@@ -104,6 +130,16 @@ class QuizWidget:
         data = bundle[0] if isinstance(bundle, tuple) else bundle
         data["text/plain"] = question_text(self.question.id)
         return bundle
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        bundle = self._repr_mimebundle_()
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        display(data, metadata=metadata, raw=True)
+        # No text/plain: JupyterLab has no renderer for the record alone and shows nothing.
+        display({RECORD_MIME: self.record()}, raw=True, display_id=self._display_id)
+        self._displayed = True
 
 
 class _TextQuiz:

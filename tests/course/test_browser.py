@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -46,9 +47,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class Lab(NamedTuple):
+    base: str  # http://127.0.0.1:<port>
+    token: str
+    root: Path  # the server's folder: the notebooks as JupyterLab saves them
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """A JupyterLab server over a temporary copy of the student notebooks; yields (base URL, token)."""
+    """A JupyterLab server over a temporary copy of the student notebooks; yields a ``Lab``."""
     reason = _requirements()
     if reason:
         print(reason)
@@ -88,7 +95,7 @@ def lab(tmp_path_factory):
                 raise RuntimeError(f"JupyterLab did not start: {(work / 'lab.log').read_text()[-2000:]}")
             time.sleep(0.5)
     try:
-        yield base, token
+        yield Lab(base, token, work)
     finally:
         proc.terminate()
         try:
@@ -115,7 +122,7 @@ IDLE = ".jp-Notebook-ExecutionIndicator[data-status='idle']"
 
 
 def open_and_run_all(page, lab, name: str, timeout_s: int = 600) -> None:
-    base, token = lab
+    base, token = lab.base, lab.token
     # A fresh workspace per test, so that notebooks opened by an earlier test are not restored.
     page.goto(f"{base}/lab/workspaces/{Path(name).stem}/tree/{name}?token={token}&reset")
     page.wait_for_selector(".jp-Notebook .jp-Cell")
@@ -173,6 +180,61 @@ def test_overview_runs_in_jupyterlab_and_the_quiz_answers(page, lab):
     assert "Correct!" in feedback and "28x28 mask" in feedback
     quiz.screenshot(path=str(ARTIFACTS / "browser_00_quiz.png"))
     page.screenshot(path=str(ARTIFACTS / "browser_00_page.png"))
+
+
+def _quiz_records(path: Path) -> dict[str, dict]:
+    from course_lib.course.quiz import RECORD_MIME
+
+    cells = json.loads(path.read_text())["cells"]
+    return {o["data"][RECORD_MIME]["id"]: o["data"][RECORD_MIME] for c in cells for o in c.get("outputs", [])
+            if RECORD_MIME in o.get("data", {})}
+
+
+def test_widget_answers_reach_the_grade_through_the_saved_notebook(page, lab, tmp_path):
+    """Click quiz answers, save with Ctrl+S, grade the saved file: right, wrong and unanswered as clicked."""
+    from course_lib.course import grade
+    from course_lib.course.quiz import BANK
+
+    name = "00_overview.ipynb"
+    open_and_run_all(page, lab, name)
+
+    def answer_by_clicking(question: str, choice: str, check: bool = True) -> None:
+        quiz = page.locator(f".widget-vbox:has(.widget-radio-box):has-text('{question}')")
+        quiz.scroll_into_view_if_needed()
+        quiz.locator(f"label:has-text('{choice}')").click()
+        if check:
+            quiz.locator("button:has-text('Check')").click()
+            page.wait_for_function("el => /Correct!|Not quite/.test(el.innerText)", arg=quiz.element_handle())
+
+    answer_by_clicking("What is the primary addition of Mask R-CNN", "A branch that predicts a binary mask")
+    answer_by_clicking("What format should your custom dataset", "One text label per image")  # wrong
+    answer_by_clicking("In eval mode, what does torchvision", "A list of polygons", check=False)  # chosen, never checked
+    page.locator(".jp-MarkdownCell").first.click()  # out of the widgets: the notebook takes the shortcut
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+s")
+    saved = lab.root / name
+    deadline = time.time() + 30
+    while _quiz_records(saved).get("overview-annotation-format", {}).get("choice") is None:
+        if time.time() > deadline:
+            page.screenshot(path=str(ARTIFACTS / "browser_00_not_saved.png"), full_page=True)
+            raise AssertionError(f"the saved notebook carries no checked quiz answers: {_quiz_records(saved)}")
+        page.wait_for_timeout(500)
+    records = _quiz_records(saved)
+    assert records == {"overview-maskrcnn-addition": {"id": "overview-maskrcnn-addition", "choice": 1},
+                       "overview-annotation-format": {"id": "overview-annotation-format", "choice": 0},
+                       "overview-output-masks": {"id": "overview-output-masks", "choice": None},
+                       "overview-weights-api": {"id": "overview-weights-api", "choice": None}}
+    assert BANK["overview-maskrcnn-addition"].correct == 1 and BANK["overview-annotation-format"].correct != 0
+
+    submitted = tmp_path / "learner" / name  # as an instructor collects it
+    submitted.parent.mkdir()
+    shutil.copy(saved, submitted)
+    report = grade.grade(submitted, timeout=300, seed=1)
+    quizzes = {q["id"]: q["status"] for q in report["quizzes"]}
+    assert quizzes == {"overview-maskrcnn-addition": "right", "overview-annotation-format": "wrong",
+                       "overview-output-masks": "unanswered", "overview-weights-api": "unanswered"}
+    assert sum(q["points"] for q in report["quizzes"]) == 1
+    assert {e["status"] for e in report["exercises"]} == {"not attempted"}  # the stubs, untouched
 
 
 def test_nms_slider_redraws_the_proposals(page, lab):

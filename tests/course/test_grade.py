@@ -215,3 +215,28 @@ def test_quiz_answers_are_read_from_the_notebook_source_and_widget_records():
     assert rows["overview-maskrcnn-addition"]["status"] == "wrong"
     assert rows["overview-annotation-format"]["status"] == "right"  # graded against the bank here
     assert rows["overview-output-masks"]["status"] == "unanswered"
+
+
+def test_hidden_cases_of_notebook_05_in_the_grader(tmp_path):
+    """Hidden cases drawn in the kernel and in the grader agree (same seed), and catch a dict-order answer."""
+    dict_order = ("import torch\nfrom course_lib import check_instance_map_to_target\n"
+                  "def instance_map_to_target(instance_map, categories):\n"
+                  "    ids = torch.unique(instance_map)\n    ids = ids[ids != 0]\n"
+                  "    masks = (instance_map[None] == ids[:, None, None]).to(torch.uint8)\n"
+                  "    boxes = torch.zeros((len(ids), 4))\n"
+                  "    for i, m in enumerate(masks):\n"
+                  "        ys, xs = torch.nonzero(m, as_tuple=True)\n"
+                  "        boxes[i] = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()\n"
+                  "    labels = torch.tensor(list(categories.values()), dtype=torch.int64)  # the dict's order\n"
+                  "    return {'boxes': boxes, 'labels': labels, 'masks': masks}\n"
+                  "instance_map_to_target = check_instance_map_to_target(instance_map_to_target)")
+    solved = [c for c in _solution_cells("05_coco_dataset") if "def mask_to_annotation" in c]
+    path = notebook(tmp_path / "trent", "import numpy as np\nfrom pycocotools import mask as mask_utils",
+                    *solved, dict_order, name="05_coco_dataset.ipynb")
+    report = grade.grade(path, timeout=120, seed=11)
+    e = by_name(report)
+    assert e["check_mask_to_coco_annotation"]["status"] == "pass"
+    assert e["check_mask_to_coco_annotation"]["groups"] == {"notebook": True, "hidden": True}
+    target = e["check_instance_map_to_target"]
+    assert target["status"] == "partial" and target["groups"] == {"notebook": True, "hidden": False}
+    assert target["message"].startswith("a hidden case") and "labels" in target["message"]

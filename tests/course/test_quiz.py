@@ -125,3 +125,49 @@ def test_bank_reads_points_with_default_one(tmp_path):
                                                  "exercises": [{"name": "check_a"}, {"name": "check_b", "points": 2}]}))
     assert [load_questions(tmp_path)[i].points for i in "xy"] == [1, 3]
     assert [e.points for e in load_exercises(tmp_path)["99_x"]] == [1, 2]
+
+
+def test_widget_records_the_checked_choice_in_the_cell_outputs(monkeypatch):
+    """Check's callback updates the record displayed with the quiz, in the cell that showed it; the grader reads it.
+
+    nbclient applies update_display_data to earlier cells as JupyterLab does (``tests/course/test_browser.py``
+    clicks the real widget)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from course_lib.course import grade
+
+    monkeypatch.delenv("COURSE_HEADLESS", raising=False)
+    q = Q.BANK["overview-maskrcnn-addition"]
+    wrong = (q.correct + 1) % len(q.choices)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("from course_lib.course.quiz import quiz\nw = quiz('overview-maskrcnn-addition')\nw"),
+                nbformat.v4.new_code_cell("quiz('overview-annotation-format')"),
+                nbformat.v4.new_code_cell(f"w.button.click()\nw.radio.index = {wrong}\nw.button.click()\n"
+                                          f"w.radio.index = {q.correct}\nw.button.click()\nw.radio.index = {wrong}")]
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    nbformat.validate(nb)
+    outputs = nb.cells[0].outputs
+    assert "application/vnd.jupyter.widget-view+json" in outputs[0]["data"]
+    assert [o["data"] for o in outputs[1:]] == [{Q.RECORD_MIME: {"id": q.id, "choice": q.correct}}]
+    assert nb.cells[1].outputs[1]["data"] == {Q.RECORD_MIME: {"id": "overview-annotation-format", "choice": None}}
+    saved = nbformat.reads(nbformat.writes(nb), as_version=4)
+    assert grade.quiz_answers(saved) == {q.id: q.correct}  # the last choice checked; never-checked: unanswered
+    rows = {r["id"]: r["status"] for r in grade.grade_quizzes("00_overview", saved)}
+    assert rows[q.id] == "right" and rows["overview-annotation-format"] == "unanswered"
+    # The record says what the learner chose and nothing more: not the answer, not the verdict.
+    text = json.dumps([o for c in nb.cells for o in c.outputs if Q.RECORD_MIME in o.get("data", {})])
+    assert "correct" not in text.lower() and q.choices[q.correct] not in text and q.explanation not in text
+
+
+def test_headless_quiz_shows_text_and_no_record(monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("COURSE_HEADLESS", "1")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("from course_lib.course.quiz import quiz\nquiz('overview-maskrcnn-addition')")]
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    (out,) = nb.cells[0].outputs
+    assert out["output_type"] == "execute_result" and set(out["data"]) == {"text/plain"}
+    assert out["data"]["text/plain"].startswith("Quiz overview-maskrcnn-addition")

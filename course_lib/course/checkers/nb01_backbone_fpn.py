@@ -40,8 +40,26 @@ def _cases() -> list[Case]:
             _fpn_case("only 2 levels", 3, (64, 64), (8, 16), 5)]
 
 
+def _hidden_cases(seed: int) -> list[Case]:
+    """Never shown in the notebook: 3 levels and 1 level (the notebook has 4 and 2), random sizes and widths,
+    a batch of 3, and an image so small that the top map is 1x1."""
+    g = torch.Generator().manual_seed(seed)
+
+    def pick(lo: int, hi: int) -> int:
+        return int(torch.randint(lo, hi + 1, (1,), generator=g))
+
+    size = (pick(40, 160), pick(40, 160))
+    channels = tuple(pick(2, 12) * 2 ** k for k in range(3))
+    return [_fpn_case(f"3 levels from a {size[0]}x{size[1]} image", seed, size, channels, pick(3, 10)),
+            _fpn_case("a batch of 3 images, 4 levels", seed + 1, (pick(33, 99), pick(33, 99)), (3, 6, 9, 12), 4,
+                      batch=3),
+            _fpn_case("a 20x32 image: the top map is 1x1", seed + 2, (20, 32), (4, 8, 16, 32), 5),
+            _fpn_case("a single level: no top-down path", seed + 3, (pick(20, 60), pick(20, 60)), (pick(2, 9),),
+                      pick(2, 6))]
+
+
 check_fpn_merge = checker(
-    "check_fpn_merge", fpn_merge, _cases, notebook=NOTEBOOK,
+    "check_fpn_merge", fpn_merge, _cases, notebook=NOTEBOOK, hidden_cases=_hidden_cases,
     hint="Hint: start at the top, last = inner_blocks[-1](features[-1]); going down, add "
          "F.interpolate(last, size=lateral.shape[-2:], mode='nearest') to the level's lateral map (size=, "
          "not scale_factor=2); apply layer_blocks[i] to each merged map and return them finest first.")

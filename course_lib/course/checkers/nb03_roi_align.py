@@ -27,6 +27,20 @@ def _bilinear_cases() -> list[Case]:
     return [Case(name, (f, y, x)) for name, y, x in points]
 
 
+def _hidden_bilinear_cases(seed: int) -> list[Case]:
+    """Never shown in the notebook: another map size, points exactly on the edges of the rules, random points."""
+    g = torch.Generator().manual_seed(seed)
+    H, W = (int(v) for v in torch.randint(3, 10, (2,), generator=g))
+    f = torch.randn(2, H, W, generator=g)
+    points = [("y exactly -1 is clamped to row 0", -1.0, W / 2),
+              ("x exactly W reads the last column", H / 3, float(W)),
+              ("y exactly H reads the last row", float(H), 0.5),
+              ("x just below -1 reads 0", 1.0, -1.001)]
+    yx = torch.rand(4, 2, generator=g) * torch.tensor([H + 1.6, W + 1.6]) - 1.3
+    points += [(f"random point {i}", float(y), float(x)) for i, (y, x) in enumerate(yx.tolist())]
+    return [Case(name, (f, y, x)) for name, y, x in points]
+
+
 def torchvision_roi_align_one_box(feature, box, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
     """The reference: ``torchvision.ops.roi_align`` on a batch of one image and one box."""
     return torchvision.ops.roi_align(feature[None], [box.reshape(1, 4).to(feature.dtype)], output_size,
@@ -47,6 +61,32 @@ def _roi_align_cases() -> list[Case]:
             Case("spatial_scale 1 (a stride-1 map)", (f, t([2.6, 1.4, 13.1, 9.9]), (4, 4), 1.0, 2, False))]
 
 
+def _hidden_roi_align_cases(seed: int) -> list[Case]:
+    """Never shown in the notebook: other strides, sample counts and output sizes; a tiny box with aligned=True
+    (no stretching to one cell then), boxes over the far edges and wholly outside the map."""
+    g = torch.Generator().manual_seed(seed)
+    H, W = (int(v) for v in torch.randint(6, 16, (2,), generator=g))
+    f = torch.randn(3, H, W, generator=g)
+
+    def box(scale: float, lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:  # a random box in image pixels
+        xy = (lo + torch.rand(2, 2, generator=g) * (hi - lo)) * torch.tensor([W, H]) / scale
+        return torch.cat([xy.min(0).values, xy.max(0).values + 0.5])
+
+    def size() -> tuple[int, int]:
+        return tuple(int(v) for v in torch.randint(1, 8, (2,), generator=g))
+
+    aligned = bool(torch.rand(1, generator=g) < 0.5)
+    tiny = box(0.5, 0.2, 0.8)
+    tiny[2:] = tiny[:2] + torch.tensor([0.6, 0.9])  # 0.3 x 0.45 cells at scale 0.5
+    return [Case("stride 8 (scale 0.125), 3x3 samples", (f, box(0.125), size(), 0.125, 3, aligned)),
+            Case("stride 2 (scale 0.5), 1 sample per bin", (f, box(0.5), size(), 0.5, 1, not aligned)),
+            Case("adaptive sampling, output 1x1", (f, box(0.25), (1, 1), 0.25, -1, aligned)),
+            Case("a box smaller than a cell with aligned=True is not stretched", (f, tiny, (2, 2), 0.5, 2, True)),
+            Case("a box over the right and bottom edges", (f, box(0.25, 0.6, 1.4), size(), 0.25, 2, False)),
+            Case("a box wholly outside the map reads 0",
+                 (f, torch.tensor([W * 4 + 20.0, H * 4 + 8.0, W * 4 + 60.0, H * 4 + 40.0]), (3, 3), 0.25, 2, False))]
+
+
 def _level_cases() -> list[Case]:
     def squares(sizes):
         s = torch.tensor(sizes, dtype=torch.float32)
@@ -64,8 +104,30 @@ def _level_cases() -> list[Case]:
             Case("no boxes at all", (torch.zeros(0, 4),))]
 
 
+def _hidden_level_cases(seed: int) -> list[Case]:
+    """Never shown in the notebook: random sizes and shapes over every level, other level ranges, a box of
+    zero width (log2(0) = -inf: level k_min), and sizes a hair either side of a threshold."""
+    g = torch.Generator().manual_seed(seed)
+    n = 12
+    side = 2 ** (2 + torch.rand(n, generator=g) * 9)  # sqrt(area) from 4 to 2048
+    aspect = 2 ** (torch.rand(n, generator=g) * 4 - 2)
+    xy = torch.rand(n, 2, generator=g) * 100
+    wh = torch.stack([side * aspect.sqrt(), side / aspect.sqrt()], 1)
+    boxes = torch.cat([xy, xy + wh], 1)
+    k_min = int(torch.randint(1, 4, (1,), generator=g))
+    flat = torch.tensor([[10.0, 10.0, 10.0, 200.0], [0.0, 5.0, 300.0, 5.0]])
+    near = torch.tensor([[0.0, 0.0, 111.9, 111.9], [0.0, 0.0, 112.1, 112.1], [0.0, 0.0, 447.9, 447.9]])
+    return [Case("12 random boxes of every size and shape", (boxes,)),
+            Case(f"the same boxes, levels {k_min} to {k_min + 2}", (boxes,), dict(k_min=k_min, k_max=k_min + 2)),
+            Case("boxes of zero width or height go to the lowest level", (flat,)),
+            Case("sizes a hair either side of the thresholds", (near,)),
+            Case("canonical scale 100 at level 3, levels 1 to 6", (boxes,),
+                 dict(k_min=1, k_max=6, canonical_scale=100, canonical_level=3))]
+
+
 check_bilinear_interpolate = checker(
     "check_bilinear_interpolate", bilinear_interpolate, _bilinear_cases, notebook="03_roi_align",
+    hidden_cases=_hidden_bilinear_cases,
     hint="Hint: return zeros when y < -1, y > H, x < -1 or x > W; clamp negative coordinates to 0; "
          "y_low = int(y), and when y_low >= H - 1 use the last row for both y_low and y_high (same for x); "
          "then mix the four cells with weights (1-ly)(1-lx), (1-ly)lx, ly(1-lx), ly*lx.")
@@ -73,6 +135,7 @@ check_bilinear_interpolate = checker(
 
 check_roi_align_one_box = checker(
     "check_roi_align_one_box", torchvision_roi_align_one_box, _roi_align_cases, notebook="03_roi_align",
+    hidden_cases=_hidden_roi_align_cases,
     hint="Hint: per axis, start = coordinate * spatial_scale - (0.5 if aligned else 0); the length is end - start, "
          "at least 1 when aligned is False; bin = length / bins; samples per bin = sampling_ratio, or "
          "ceil(length / bins) when it is <= 0; sample s of bin i sits at start + i*bin + (s + 0.5) * bin / samples. "
@@ -81,5 +144,6 @@ check_roi_align_one_box = checker(
 
 check_assign_fpn_levels = checker(
     "check_assign_fpn_levels", assign_fpn_levels, _level_cases, notebook="03_roi_align",
+    hidden_cases=_hidden_level_cases,
     hint="Hint: s = sqrt((x2 - x1) * (y2 - y1)); k = floor(canonical_level + log2(s / canonical_scale) + 1e-6), "
          "clamped to [k_min, k_max]; return k - k_min as int64.")

@@ -59,8 +59,38 @@ def _paste_cases() -> list[Case]:
             Case("box wholly outside the image", (m28, t([90.0, 70.0, 120.0, 99.0]), (64, 80)))]
 
 
+def _hidden_loss_cases(seed: int) -> list[Case]:
+    """Never shown in the notebook: three images of unequal counts, 7x7 masks and more classes, and confident
+    logits (|logit| up to ~40), where a cross-entropy written with log(sigmoid(x)) and log(1 - sigmoid(x))
+    gives inf or NaN (binary_cross_entropy_with_logits stays exact)."""
+    g = torch.Generator().manual_seed(seed)
+    counts = [int(v) for v in torch.randint(1, 6, (3,), generator=g)]
+    confident = _loss_inputs(seed + 2, [4, 2], num_classes=3, M=14)
+    return [Case(f"three images with {counts} proposals", _loss_inputs(seed, counts)),
+            Case("7x7 masks, 6 classes, the middle image without proposals",
+                 _loss_inputs(seed + 1, [3, 0, 2], num_classes=6, M=7, size=(24, 56))),
+            Case("confident logits (x 12)", (confident[0] * 12, *confident[1:]))]
+
+
+def _hidden_paste_cases(seed: int) -> list[Case]:
+    """Never shown in the notebook: a tall image, random boxes and sizes, a box ending on the last pixel,
+    a box less than a pixel wide, and padding 3."""
+    g = torch.Generator().manual_seed(seed)
+    H, W = (int(v) for v in torch.randint(30, 90, (2,), generator=g))
+    m28, m7 = torch.rand(28, 28, generator=g), torch.rand(7, 7, generator=g)
+    xy = torch.rand(2, generator=g) * torch.tensor([W * 0.7, H * 0.7])
+    rand = torch.cat([xy, xy + 3 + torch.rand(2, generator=g) * 30])
+    t = torch.tensor
+    return [Case(f"a random box in a {H}x{W} image", (m28, rand, (H, W))),
+            Case("a tall image (100 x 36)", (m28, t([4.6, 20.2, 30.8, 90.3]), (100, 36))),
+            Case("a box ending on the last pixel", (m28, t([W - 20.0, H - 15.0, W - 1.0, H - 1.0]), (H, W))),
+            Case("a box less than a pixel wide", (m7, t([10.2, 5.5, 10.6, 18.5]), (H, W))),
+            Case("a 7x7 mask, padding 3", (m7, rand, (H, W)), dict(padding=3))]
+
+
 check_maskrcnn_loss = checker(
     "check_maskrcnn_loss", maskrcnn_loss, _loss_cases, notebook="04_heads_mask_branch",
+    hidden_cases=_hidden_loss_cases,
     hint="Hint: labels = cat of gt_labels[i][mask_matched_idxs[i]]; targets = cat of "
          "project_masks_on_boxes(gt_masks[i], proposals[i], mask_matched_idxs[i], M); if there are no targets "
          "return mask_logits.sum() * 0; otherwise binary_cross_entropy_with_logits(mask_logits[arange(P), labels], "
@@ -69,6 +99,7 @@ check_maskrcnn_loss = checker(
 
 check_paste_mask = checker(
     "check_paste_mask", paste_mask_in_image, _paste_cases, notebook="04_heads_mask_branch",
+    hidden_cases=_hidden_paste_cases,
     hint="Hint: pad the mask with `padding` zeros, grow the box by (M + 2*padding) / M with expand_boxes and "
          "truncate it with .to(torch.int64); resize to (y2 - y1 + 1, x2 - x1 + 1) (at least 1) with "
          "F.interpolate(..., mode='bilinear', align_corners=False); copy only the part inside the image.")

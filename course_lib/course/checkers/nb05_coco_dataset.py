@@ -50,8 +50,30 @@ def _annotation_cases() -> list[Case]:
             Case("a real shape from the shapes data", (triangle, 11, 8, 3))]
 
 
+def _hidden_annotation_cases(seed: int) -> list[Case]:
+    """Never shown in the notebook: random blobs in a tall image, a mask filling the whole image, a float 0/1
+    mask, a diagonal line of pixels (one run per column) and a shapes sample drawn from the seed."""
+    rng = np.random.default_rng(seed)
+    h, w = int(rng.integers(30, 60)), int(rng.integers(10, 25))
+    blobs = np.zeros((h, w), bool)
+    for _ in range(3):
+        y, x = int(rng.integers(0, h - 4)), int(rng.integers(0, w - 4))
+        blobs[y:y + int(rng.integers(2, 9)), x:x + int(rng.integers(2, 7))] = True
+    full = np.ones((7, 11), bool)
+    soft = np.zeros((14, 9), np.float32)
+    soft[3:12, 2:5] = 1.0
+    line = np.eye(12, 20, k=int(rng.integers(0, 8)), dtype=bool)
+    shape = render_sample(int(rng.integers(0, 10_000)), 0, size=(40, 56)).masks[0]
+    return [Case(f"random blobs in a tall {w}x{h} image", (blobs, 3, 5, 2)),
+            Case("a mask filling the whole image", (full, 1, 1, 1)),
+            Case("a float32 mask of 0.0 and 1.0", (soft, 8, 2, 3)),
+            Case("a diagonal line of pixels", (line, 9, 9, 1)),
+            Case("a shapes sample", (shape, 12, 3, 2))]
+
+
 check_mask_to_coco_annotation = checker(
     "check_mask_to_coco_annotation", reference_mask_to_annotation, _annotation_cases, notebook=NOTEBOOK,
+    hidden_cases=_hidden_annotation_cases,
     hint=["pycocotools' mask_utils.encode wants a Fortran-ordered uint8 array of 0/1 (not 0/255).",
           "mask_utils.area(rle) and mask_utils.toBbox(rle) give the area and the (x, y, width, height) "
           "box; json.dump needs plain floats and a str 'counts'.",
@@ -97,8 +119,30 @@ def _target_cases() -> list[Case]:
             Case("a one-pixel instance", (pixel, {3: 1}))]
 
 
+def _hidden_target_cases(seed: int) -> list[Case]:
+    """Never shown in the notebook: categories not listed in id order, a category for an id missing from the map
+    (an instance cropped away), ids above 255 in an int64 map, an instance in two parts and a tall map."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = int(torch.randint(24, 40, (1,), generator=g)), int(torch.randint(10, 20, (1,), generator=g))
+    ids = (torch.randperm(40, generator=g)[:4] + 1).tolist()
+    instance_map = torch.zeros((h, w), dtype=torch.int64)
+    for k, i in enumerate(ids[:3]):
+        y, x = int(torch.randint(0, h - 6, (1,), generator=g)), int(torch.randint(0, w - 5, (1,), generator=g))
+        instance_map[y:y + 3 + k, x:x + 2 + k] = i
+    shuffled = {i: int(torch.randint(1, 5, (1,), generator=g)) for i in sorted(ids[:3], reverse=True)}
+    shuffled[ids[3]] = 4  # in the dict, not in the map
+    big = torch.zeros((12, 16), dtype=torch.int64)
+    big[2:5, 3:9] = 300
+    big[7:11, 1:4] = 1000
+    big[7:11, 12:15] = 300  # 300's second part
+    return [Case(f"a tall {w}x{h} map, categories listed in reverse id order with one absent id",
+                 (instance_map, shuffled)),
+            Case("int64 ids 300 and 1000; instance 300 in two parts", (big, {1000: 2, 300: 1}))]
+
+
 check_instance_map_to_target = checker(
     "check_instance_map_to_target", instance_map_to_target, _target_cases, notebook=NOTEBOOK,
+    hidden_cases=_hidden_target_cases,
     hint="Hint: ids = torch.unique(instance_map) without 0; masks = (instance_map[None] == ids[:, None, None]) "
          "as uint8; each box is [x_min, y_min, x_max + 1, y_max + 1] as float32 (torchvision.ops.masks_to_boxes "
          "gives x_max, not x_max + 1); labels[i] = categories[int(ids[i])] as int64; with no instances return "

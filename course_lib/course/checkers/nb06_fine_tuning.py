@@ -70,6 +70,10 @@ check_get_instance_segmentation_model.reference = get_instance_segmentation_mode
 
 
 check_get_instance_segmentation_model.cases = _head_cases
+# For course grade: numbers of classes the notebook never tries (the course model builds in a fraction of a second).
+check_get_instance_segmentation_model.hidden_cases = lambda seed: [
+    Case(f"course model, {n} classes", (build_course_model, n))
+    for n in (int(v) for v in torch.randint(3, 40, (2,), generator=torch.Generator().manual_seed(seed)))]
 check_get_instance_segmentation_model.adapt = _summarised  # for course grade: compare head summaries
 
 
@@ -94,8 +98,27 @@ def _mask_cases() -> list[Case]:
             Case("disjoint halves", (left, ~left))]
 
 
+def _hidden_mask_cases(seed: int) -> list[Case]:
+    """Never shown in the notebook: other sizes and densities, masks given as transposed (non-contiguous) views,
+    uint8 masks, nested masks (IoU = area ratio) and no masks on either side."""
+    g = torch.Generator().manual_seed(seed)
+    n, m = (int(v) for v in torch.randint(1, 7, (2,), generator=g))
+    h, w = (int(v) for v in torch.randint(5, 30, (2,), generator=g))
+    a = torch.rand(n, h, w, generator=g) < float(torch.rand(1, generator=g)) * 0.8 + 0.1
+    b = torch.rand(m, h, w, generator=g) < 0.3
+    nested = torch.zeros(2, 12, 12, dtype=torch.bool)
+    nested[0, 2:10, 2:10] = True
+    nested[1, 4:8, 4:8] = True
+    return [Case(f"random masks, {n} x {m}, {h}x{w}", (a, b)),
+            Case("transposed views (not contiguous)", (a.transpose(1, 2), b.transpose(1, 2))),
+            Case("uint8 masks of 0 and 1", (a.to(torch.uint8), b.to(torch.uint8))),
+            Case("a mask inside another", (nested, nested)),
+            Case("no masks on either side", (a[:0], b[:0]))]
+
+
 check_mask_iou = checker(
     "check_mask_iou", mask_iou, _mask_cases, notebook=NOTEBOOK,
+    hidden_cases=_hidden_mask_cases,
     hint="Hint: flatten to (N, H*W) and (M, H*W) floats; the intersections are one matrix product "
          "(a @ b.T); union = area_a[:, None] + area_b[None, :] - intersection; where the union is 0 "
          "return 0. The result is (N, M) float32.")
