@@ -60,14 +60,17 @@ def fastrcnn_loss(class_logits: Tensor, box_regression: Tensor, labels: list[Ten
     return classification_loss, box_loss
 
 
-def assign_targets_to_proposals(proposals: Tensor, gt_boxes: Tensor, gt_labels: Tensor, matcher: Matcher,
+def assign_targets_to_proposals(proposals: Tensor, gt_boxes: Tensor, gt_labels: Tensor, matcher: Matcher | None = None,
                                 box_iou=box_iou) -> tuple[Tensor, Tensor]:
     """Each proposal of one image gets its ground truth: -> matched index (P,) int64 and label (P,) int64.
 
-    Label: the matched box's class when IoU >= the matcher's high threshold (0.5), 0 (background) below
-    its low threshold, -1 (ignored by the sampler) between. Without gt boxes every proposal is background
+    ``proposals`` (P, 4), ``gt_boxes`` (G, 4), ``gt_labels`` (G,). Label: the class of the gt box with the
+    highest IoU when that IoU >= the matcher's high threshold, 0 (background) below its low threshold, -1
+    (ignored by the sampler) between; ``matcher`` defaults to torchvision's ``Matcher(0.5, 0.5,
+    allow_low_quality_matches=False)``, so nothing is ignored. Without gt boxes every proposal is background
     and its matched index a placeholder 0. As torchvision's ``assign_targets_to_proposals``.
     """
+    matcher = matcher or Matcher(0.5, 0.5, allow_low_quality_matches=False)
     if gt_boxes.numel() == 0:
         zeros = torch.zeros((proposals.shape[0],), dtype=torch.int64, device=proposals.device)
         return zeros, zeros.clone()

@@ -12,8 +12,8 @@ import torch
 from matplotlib.patches import FancyArrowPatch, Rectangle
 from torch import Tensor
 
-from course_lib.detection._utils import BoxCoder
-from course_lib.detection.rpn import concat_box_prediction_layers, filter_proposals
+from course_lib.detection._utils import BoxCoder, Matcher, encode_boxes
+from course_lib.detection.rpn import assign_targets_to_anchors, concat_box_prediction_layers, filter_proposals
 from course_lib.lessons.draw import GT, NEG, NEU, POS, _axes, _box, _show
 from course_lib.utils.colours import PALETTE
 from course_lib.utils.ui import headless
@@ -152,7 +152,7 @@ def sampling_figure(image: Tensor, gt_boxes: Tensor, anchors: Tensor, labels: Te
     taken = [int(pos_mask.sum()), int(neg_mask.sum()), 0]
     xs = torch.arange(3).float()
     ax.bar((xs - 0.2).numpy(), avail, width=0.4, color="#bbbbbb", label="available")
-    ax.bar((xs + 0.2).numpy(), taken, width=0.4, color=[POS, NEG, NEU], label="sampled")
+    ax.bar((xs + 0.2).numpy(), taken, width=0.4, color=[POS, NEG, NEU])
     for x, a, t in zip(xs.tolist(), avail, taken):
         ax.text(x - 0.2, a, str(a), ha="center", va="bottom", fontsize=8)
         ax.text(x + 0.2, max(t, 1), str(t), ha="center", va="bottom", fontsize=8)
@@ -160,8 +160,12 @@ def sampling_figure(image: Tensor, gt_boxes: Tensor, anchors: Tensor, labels: Te
     ax.set_ylim(0.8, max(avail) * 3)
     ax.set_xticks(xs.numpy(), ["positive", "negative", "neutral"])
     ax.set_ylabel("anchors (log scale)")
-    ax.legend(fontsize=8)
-    ax.set_title("available vs sampled", fontsize=9)
+    from matplotlib.patches import Patch
+
+    # One legend entry per colour: the sampled bars take the colour of their kind (no neutral is ever sampled).
+    ax.legend(handles=[Patch(color="#bbbbbb", label="available"), Patch(color=POS, label="sampled positives"),
+                       Patch(color=NEG, label="sampled negatives")], fontsize=8)
+    ax.set_title("available (left bar) vs sampled (right bar)", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -373,3 +377,41 @@ def proposal_explorer(out: RPNOutput, image: Tensor, gt_boxes: Tensor | None = N
         nms_thresh=W.FloatSlider(value=nms_thresh, min=0.1, max=1.0, step=0.05, description="NMS IoU",
                                  continuous_update=False),
         top_k=W.IntSlider(value=top_k, min=1, max=100, step=1, description="top k", continuous_update=False))
+
+
+def rpn_loss_inputs(model, image: Tensor, gt_boxes: Tensor, seed: int = 0) -> dict:
+    """The arguments of ``rpn_loss`` for one image, computed as ``RegionProposalNetwork.forward`` does in training.
+
+    Head outputs in anchor order, anchor labels (``assign_targets_to_anchors`` with the RPN's 0.7 / 0.3
+    matcher), regression targets (matched boxes encoded relative to their anchors) and the anchors the
+    model's sampler draws after ``torch.manual_seed(seed)``. Returns a dict to call ``rpn_loss(**inputs)``.
+    """
+    with torch.no_grad():
+        image_list, _ = model.transform([image])
+        features = list(model.backbone(image_list.tensors).values())
+        logits, deltas = model.rpn.head(features)
+        anchors = model.rpn.anchor_generator(image_list, features)[0]
+        objectness, pred_bbox_deltas = concat_box_prediction_layers(logits, deltas)
+    matcher = model.rpn.proposal_matcher
+    labels, matched = assign_targets_to_anchors(anchors, gt_boxes.to(anchors),
+                                                Matcher(matcher.high_threshold, matcher.low_threshold, True))
+    torch.manual_seed(seed)
+    pos, neg = model.rpn.fg_bg_sampler([labels])
+    return dict(objectness=objectness, pred_bbox_deltas=pred_bbox_deltas, labels=[labels],
+                regression_targets=[encode_boxes(matched, anchors)],
+                sampled_pos_inds=torch.where(pos[0])[0], sampled_neg_inds=torch.where(neg[0])[0])
+
+
+def torchvision_rpn_losses(model, image: Tensor, gt_boxes: Tensor, seed: int = 0) -> dict[str, float]:
+    """torchvision's own RPN losses on one image: ``model.rpn`` in training mode after ``torch.manual_seed(seed)``."""
+    was_training = model.rpn.training
+    with torch.no_grad():
+        image_list, targets = model.transform([image], [{"boxes": gt_boxes.to(image.device)}])
+        features = model.backbone(image_list.tensors)
+        model.rpn.train()
+        try:
+            torch.manual_seed(seed)
+            _, losses = model.rpn(image_list, features, targets)
+        finally:
+            model.rpn.train(was_training)
+    return {k: float(v) for k, v in losses.items()}

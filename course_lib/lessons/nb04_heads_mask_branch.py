@@ -8,21 +8,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from course_lib.lessons.draw import plot_boxes
+from course_lib.detection.roi_heads import select_training_samples
+from course_lib.lessons.draw import colour, plot_boxes
 
 
-def jitter_boxes(boxes: Tensor, n: int, max_shift: float = 0.2, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """``n`` proposal-like copies of every box: each side moved by up to ``max_shift`` x the box's size.
+def positive_rois_of(rois: Tensor, matched: Tensor, labels: Tensor, objects: list[int],
+                     per_object: int = 3) -> tuple[Tensor, Tensor]:
+    """Up to ``per_object`` positive sampled RoIs matched to each gt index in ``objects``, in sampling order.
 
-    Returns:
-        proposals (len(boxes) * n, 4) and matched_idxs (len(boxes) * n,) int64: the box each came from.
+    Returns (K, 4) RoIs and (K,) int64 matched gt indices (the inputs of ``project_masks_on_boxes``).
     """
-    g = torch.Generator().manual_seed(seed)
-    boxes = torch.as_tensor(boxes, dtype=torch.float32)
-    wh = (boxes[:, 2:] - boxes[:, :2]).repeat(1, 2).repeat_interleave(n, 0)
-    noise = (torch.rand(len(boxes) * n, 4, generator=g) * 2 - 1) * max_shift
-    proposals = boxes.repeat_interleave(n, 0) + noise * wh
-    return proposals, torch.arange(len(boxes)).repeat_interleave(n)
+    keep = torch.cat([torch.where((labels > 0) & (matched == k))[0][:per_object] for k in objects])
+    return rois[keep], matched[keep]
 
 
 def mask_loss_gradients(logits: Tensor, label: int, target: Tensor) -> dict[str, Tensor]:
@@ -184,3 +181,41 @@ def plot_mask_branch(crop: Tensor, stages: list[tuple[str, Tensor]], index: int,
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def sample_rois(roi_heads, proposals: Tensor, target: dict, seed: int = 0):
+    """The RoIs the box head trains on for one image: the course's ``select_training_samples`` with the
+    model's matcher and sampler, after ``torch.manual_seed(seed)``.
+
+    Returns (R, 4) RoIs, (R,) matched gt index, (R,) labels and (R, 4) regression targets (positives first,
+    then negatives, as the sampler's masks order them by index).
+    """
+    target = {"boxes": target["boxes"].as_subclass(Tensor).to(proposals),
+              "labels": target["labels"].as_subclass(Tensor).to(proposals.device)}
+    torch.manual_seed(seed)
+    rois, matched, labels, targets = select_training_samples(
+        [proposals], [target], roi_heads.proposal_matcher, roi_heads.fg_bg_sampler,
+        tuple(roi_heads.box_coder.weights))
+    return rois[0], matched[0], labels[0], targets[0]
+
+
+def torchvision_sample_rois(roi_heads, proposals: Tensor, target: dict, seed: int = 0):
+    """The same with torchvision's own ``RoIHeads.select_training_samples`` (to compare)."""
+    target = {k: target[k].as_subclass(Tensor).to(proposals.device) for k in ("boxes", "labels", "masks")}
+    torch.manual_seed(seed)
+    rois, matched, labels, targets = roi_heads.select_training_samples([proposals], [target])
+    return rois[0], matched[0], labels[0], targets[0]
+
+
+def sampled_rois_figure(image: Tensor, gt_boxes: Tensor, rois: Tensor, labels: Tensor, size: float = 4.2):
+    """Two panels: the positive RoIs in their class's colour, and the negative ones in grey; the ground-truth
+    boxes dashed white on both."""
+    pos, neg = labels > 0, labels == 0
+    gt = gt_boxes.cpu()
+    panels = []
+    for keep, cols, title in ((pos, [colour(int(c)) for c in labels[pos]], f"{int(pos.sum())} positive RoIs (IoU >= 0.5)"),
+                              (neg, ["0.8"] * int(neg.sum()), f"{int(neg.sum())} negative RoIs (background)")):
+        boxes = torch.cat([rois[keep].cpu(), gt])
+        panels.append(dict(boxes=boxes, colours=cols + ["white"] * len(gt), lw=0.9, alpha=0.85, title=title,
+                           styles=["-"] * int(keep.sum()) + ["--"] * len(gt)))
+    return box_panels(image, panels, size=size)

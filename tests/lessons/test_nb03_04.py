@@ -14,6 +14,7 @@ import torchvision
 from torchvision.models.detection import roi_heads as tv_roi_heads
 from torchvision.ops.poolers import LevelMapper
 
+from course_lib.detection.course_model import load_course_model  # noqa: E402
 from course_lib.course.checkers import (
     check_assign_fpn_levels,
     check_bilinear_interpolate,
@@ -42,7 +43,7 @@ from course_lib.lessons.nb03_roi_align import (
 from course_lib.lessons.nb04_heads_mask_branch import (
     box_panels,
     candidate_detections,
-    jitter_boxes,
+    positive_rois_of,
     mask_branch_stages,
     mask_loss_gradients,
     plot_loss_gradients,
@@ -127,7 +128,7 @@ def test_checker_right_wrong_and_stub(capsys, check, right, wrong, failing_case)
 
     assert check(wrong) is check.reference
     out = capsys.readouterr().out
-    assert out.startswith(f"FAIL {check.__name__}, case '{failing_case}") and "Hint:" in out
+    assert out.startswith(f"FAIL {check.__name__}, case '{failing_case}") and "Hint" in out
 
     assert check(stub) is check.reference
     assert capsys.readouterr().out.startswith(f"NOT YET {check.__name__}")
@@ -266,15 +267,32 @@ def test_expand_boxes_is_torchvision():
     torch.testing.assert_close(expand_boxes(boxes, 30 / 28), tv_roi_heads.expand_boxes(boxes, 30 / 28))
 
 
-def test_jitter_boxes_is_deterministic_and_stays_near_the_box():
-    boxes = torch.tensor([[10.0, 20.0, 50.0, 40.0], [0.0, 0.0, 10.0, 10.0]])
-    props, matched = jitter_boxes(boxes, 3, max_shift=0.1, seed=0)
-    again, _ = jitter_boxes(boxes, 3, max_shift=0.1, seed=0)
-    assert props.shape == (6, 4) and matched.tolist() == [0, 0, 0, 1, 1, 1]
-    assert torch.equal(props, again)
-    size = (boxes[:, 2:] - boxes[:, :2]).repeat(1, 2)[matched]
-    assert ((props - boxes[matched]).abs() <= 0.1 * size + 1e-6).all()
+def test_positive_rois_of_takes_positives_of_the_chosen_objects_in_order():
+    rois = torch.arange(24.0).reshape(6, 4)
+    matched = torch.tensor([0, 1, 1, 0, 1, 2])
+    labels = torch.tensor([2, 3, 0, 2, 3, 1])  # RoI 2 is a negative matched (placeholder) to object 1
+    boxes, idx = positive_rois_of(rois, matched, labels, objects=[1, 0], per_object=1)
+    assert idx.tolist() == [1, 0] and torch.equal(boxes, rois[[1, 0]])
+    boxes, idx = positive_rois_of(rois, matched, labels, objects=[1], per_object=5)
+    assert idx.tolist() == [1, 1] and torch.equal(boxes, rois[[1, 4]])
 
+
+def test_sample_rois_equals_torchvisions_select_training_samples():
+    from course_lib.lessons.nb04_heads_mask_branch import sample_rois, torchvision_sample_rois
+
+    model = load_course_model()
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(80, 2, generator=g) * 90
+    proposals = torch.cat([xy, xy + 8 + torch.rand(80, 2, generator=g) * 30], 1)
+    masks = torch.zeros(2, 128, 128, dtype=torch.uint8)
+    masks[0, 10:40, 20:60] = 1
+    masks[1, 60:100, 50:90] = 1
+    target = {"boxes": torch.tensor([[20.0, 10.0, 60.0, 40.0], [50.0, 60.0, 90.0, 100.0]]),
+              "labels": torch.tensor([1, 3]), "masks": masks}
+    ours = sample_rois(model.roi_heads, proposals, target, seed=3)
+    theirs = torchvision_sample_rois(model.roi_heads, proposals, target, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    assert (ours[2] > 0).any() and (ours[2] == 0).any()
 
 def test_mask_loss_gradients_reach_one_map_or_all():
     g = torch.Generator().manual_seed(6)

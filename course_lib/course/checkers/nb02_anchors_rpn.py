@@ -4,6 +4,8 @@
 * ``check_encode_boxes`` / ``check_decode_boxes``: Faster R-CNN's box coding, against
   ``course_lib.boxes.BoxCoder`` (= torchvision's ``_utils.BoxCoder``).
 * ``check_nms``: greedy non-maximum suppression, kept indices against ``torchvision.ops.nms``.
+* ``check_rpn_loss``: the RPN's two losses on sampled anchors, against ``course_lib.detection.rpn.rpn_loss``
+  (= the body of torchvision's ``RegionProposalNetwork.compute_loss``).
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import torch
 import torchvision
 
 from course_lib.course.checkers.core import Case, checker
-from course_lib.detection._utils import BoxCoder
+from course_lib.detection._utils import decode_boxes, encode_boxes
+from course_lib.detection.rpn import rpn_loss
 from course_lib.ops.boxes import box_iou
 
-__all__ = ["check_box_iou", "check_decode_boxes", "check_encode_boxes", "check_nms"]
+__all__ = ["check_box_iou", "check_decode_boxes", "check_encode_boxes", "check_nms", "check_rpn_loss"]
 
 NOTEBOOK = "02_anchors_rpn"
 
@@ -24,16 +27,6 @@ RPN_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
 
 
 HEAD_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # the box head's weights (notebook 04)
-
-
-def encode_boxes(gt_boxes: torch.Tensor, anchors: torch.Tensor, weights=RPN_WEIGHTS) -> torch.Tensor:
-    """The reference: ``gt_boxes`` (N, 4) coded relative to ``anchors`` (N, 4) -> (N, 4) (dx, dy, dw, dh)."""
-    return BoxCoder(weights).encode(gt_boxes, anchors)
-
-
-def decode_boxes(deltas: torch.Tensor, anchors: torch.Tensor, weights=RPN_WEIGHTS) -> torch.Tensor:
-    """The reference: ``deltas`` (N, 4) applied to ``anchors`` (N, 4) -> boxes (N, 4)."""
-    return BoxCoder(weights).decode(deltas, anchors)
 
 
 def _random_boxes(n: int, g: torch.Generator, lo: float = 1.0, hi: float = 40.0) -> torch.Tensor:
@@ -98,8 +91,11 @@ check_box_iou = checker(
     hidden_cases=lambda seed: (lambda g: [Case("7 random boxes against 4", (_random_boxes(7, g), _random_boxes(4, g))),
                                           Case("small boxes", (_random_boxes(5, g, 0.1, 3), _random_boxes(6, g, 0.1, 3)))])(torch.Generator().manual_seed(seed)),
     forbidden=("torchvision.ops.box_iou", "torchvision.ops.boxes.box_iou", "course_lib.ops.boxes.box_iou"),
-    hint="Hint: with boxes1[:, None, :] against boxes2[None, :, :], the overlap is max of the x1/y1 and min of the "
-         "x2/y2; clamp its width and height at 0 before multiplying; union = area1 + area2 - intersection.")
+    hint=["compare every box of boxes1 with every box of boxes2 at once by broadcasting: boxes1[:, None, :] "
+          "against boxes2[None, :, :] gives (N, M) pairs.",
+          "the overlap of two boxes is a box: the larger x1 / y1 and the smaller x2 / y2. Its width and "
+          "height can come out negative when the boxes do not meet: clamp them at 0 before multiplying.",
+          "union = area1[:, None] + area2[None, :] - intersection; return intersection / union."])
 
 
 check_encode_boxes = checker(
@@ -110,8 +106,10 @@ check_encode_boxes = checker(
     forbidden=("course_lib.detection._utils.BoxCoder.encode",
                "torchvision.models.detection._utils.BoxCoder.encode",
                "torchvision.models.detection._utils.BoxCoder.encode_single"),
-    hint="Hint: centres and sizes first (cx = x1 + 0.5 * w); dx = wx * (gt_cx - a_cx) / a_w, dw = ww * log(gt_w / a_w); "
-         "return torch.stack([dx, dy, dw, dh], dim=1).")
+    hint=["work with centres and sizes, not corners: w = x2 - x1, cx = x1 + 0.5 * w, for both the "
+          "boxes and the anchors.",
+          "shifts are in units of the anchor's size, scales are logarithms: dx = wx * (gt_cx - a_cx) / a_w, "
+          "dw = ww * log(gt_w / a_w); return torch.stack([dx, dy, dw, dh], dim=1)."])
 
 
 check_decode_boxes = checker(
@@ -122,8 +120,9 @@ check_decode_boxes = checker(
     forbidden=("course_lib.detection._utils.BoxCoder.decode",
                "torchvision.models.detection._utils.BoxCoder.decode",
                "torchvision.models.detection._utils.BoxCoder.decode_single"),
-    hint="Hint: undo the weights first (dx = deltas[:, 0] / wx ...); cx = dx * a_w + a_cx, w = exp(dw) * a_w; "
-         "then corners cx -/+ 0.5 * w.")
+    hint=["decoding undoes encoding step by step: divide the deltas by the weights first.",
+          "from the anchor's centre and size: cx = dx * a_w + a_cx, w = exp(dw) * a_w (clamp dw at "
+          "log(1000 / 16) before exp, as torchvision does); then corners cx -/+ 0.5 * w."])
 
 
 check_nms = checker(
@@ -132,5 +131,58 @@ check_nms = checker(
                                           Case("20 random boxes, threshold 0.6", (_random_boxes(20, g, 10, 40), torch.rand(20, generator=g), 0.6))])(torch.Generator().manual_seed(seed)),
     forbidden=("torchvision.ops.nms", "torchvision.ops.batched_nms", "course_lib.ops.boxes.nms",
                "torch.ops.torchvision.nms"),
-    hint="Hint: order = torch.sort(scores, descending=True, stable=True).indices; walk it, keep a box unless a box "
-         "kept before has IoU > iou_threshold with it; return the kept input indices as an int64 tensor.")
+    hint=["visit the boxes from the best score down (torch.sort(scores, descending=True, stable=True): "
+          "equal scores keep their input order).",
+          "a box is kept unless a box kept *before it* overlaps it with IoU > iou_threshold; a suppressed "
+          "box suppresses nothing.",
+          "return the kept boxes' indices into the input, best first, as an int64 tensor (empty input: "
+          "an empty int64 tensor)."])
+
+
+def _rpn_loss_inputs(g: torch.Generator, anchors_per_image: list[int], num_pos: list[int], num_neg: list[int],
+                     scale: float = 1.0):
+    """Random ``rpn_loss`` inputs: per image, labels with some positives / negatives / ignored, and
+    sampled indices into the concatenation of all images' anchors."""
+    total = sum(anchors_per_image)
+    objectness = torch.randn(total, 1, generator=g) * scale
+    deltas = torch.randn(total, 4, generator=g) * 0.3 * scale
+    labels, targets, pos, neg, offset = [], [], [], [], 0
+    for n, p, q in zip(anchors_per_image, num_pos, num_neg):
+        lbl = torch.full((n,), -1.0)
+        perm = torch.randperm(n, generator=g)
+        lbl[perm[:p]] = 1.0
+        lbl[perm[p:p + q + 3]] = 0.0  # a few more negatives than are sampled
+        labels.append(lbl)
+        targets.append(torch.randn(n, 4, generator=g) * 0.2)
+        pos.append(perm[:p] + offset)
+        neg.append(perm[p:p + q] + offset)
+        offset += n
+    return (objectness, deltas, labels, targets, torch.cat(pos).long(), torch.cat(neg).long())
+
+
+def _rpn_loss_cases() -> list[Case]:
+    g = torch.Generator().manual_seed(24)
+    return [Case("one image, 6 positive and 10 negative anchors sampled", _rpn_loss_inputs(g, [40], [6], [10])),
+            Case("two images (indices into both images' anchors together)",
+                 _rpn_loss_inputs(g, [30, 30], [3, 5], [9, 7])),
+            Case("no positive sampled (an image without objects): box loss 0", _rpn_loss_inputs(g, [25], [0], [12])),
+            Case("few positives: the box loss is divided by all sampled anchors, not the positives",
+                 _rpn_loss_inputs(g, [50], [1], [30])),
+            Case("large deltas: smooth L1 is linear beyond beta = 1/9", _rpn_loss_inputs(g, [20], [5], [5], 8.0))]
+
+
+check_rpn_loss = checker(
+    "check_rpn_loss", rpn_loss, _rpn_loss_cases, notebook=NOTEBOOK,
+    hidden_cases=lambda seed: (lambda g: [
+        Case("three images", _rpn_loss_inputs(g, [20, 35, 15], [2, 4, 0], [6, 9, 5])),
+        Case("only positives sampled", _rpn_loss_inputs(g, [16], [8], [0])),
+        Case("confident logits (x20)", _rpn_loss_inputs(g, [30], [4], [12], 20.0))])(torch.Generator().manual_seed(seed)),
+    forbidden=("course_lib.detection.rpn.rpn_loss", "course_lib.detection.rpn.compute_loss",
+               "torchvision.models.detection.rpn.RegionProposalNetwork.compute_loss"),
+    hint=["both losses look only at the sampled anchors: concatenate labels and regression_targets over "
+          "the images, and join the positive and negative indices into one index of sampled anchors.",
+          "objectness: F.binary_cross_entropy_with_logits on the sampled anchors' logits (flattened) "
+          "against their labels (a mean). Boxes: F.smooth_l1_loss(..., beta=1 / 9, reduction='sum') on the "
+          "positives' deltas and targets only.",
+          "divide the summed box loss by the number of sampled anchors (positives + negatives), then "
+          "return (objectness_loss, box_loss)."])
