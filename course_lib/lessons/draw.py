@@ -30,11 +30,15 @@ def to_uint8(image: torch.Tensor) -> torch.Tensor:
 
 def draw_instances(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor | None,
                    class_names: list[str], scores: torch.Tensor | None = None, alpha: float = 0.45,
-                   width: int = 1, upscale: int | None = None) -> torch.Tensor:
+                   width: int = 1, upscale: int | None = None, font_size: int | None = None,
+                   fill_labels: bool = False) -> torch.Tensor:
     """Boxes (N, 4) xyxy, labels (N,), masks (N, H, W) bool or None -> a uint8 (3, sH, sW) picture.
 
     Small images are enlarged ``upscale`` times first (by default enough to reach about 384 pixels, nearest
-    neighbour), so that the labels, drawn in a fixed-size font, stay legible and overlap less.
+    neighbour), so that the labels, drawn in a fixed-size font, stay legible and overlap less. ``font_size``
+    (pixels of the enlarged picture) defaults to ``5 * upscale + 1``: for crowded images, enlarge more
+    (``upscale=6``) with a smaller font (``font_size=18``) and show the picture larger. ``fill_labels``
+    writes each label in white on a box of its colour, legible on any background.
     """
     canvas = to_uint8(image)
     s = max(1, 384 // max(canvas.shape[-2:])) if upscale is None else max(1, int(upscale))
@@ -52,22 +56,25 @@ def draw_instances(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tenso
         names = [f"{n} {s:.2f}" for n, s in zip(names, scores.tolist())]
     if len(boxes):
         canvas = draw_bounding_boxes(canvas, boxes.cpu(), labels=names, colors=colours, width=width,
-                                     font=_FONT if _FONT.exists() else None, font_size=max(10, 5 * s + 1))
+                                     font=_FONT if _FONT.exists() else None,
+                                     font_size=font_size or max(10, 5 * s + 1),
+                                     **(dict(fill_labels=True, label_colors="white") if fill_labels else {}))
     return canvas
 
 
 def draw_detections(image: torch.Tensor, output: dict, class_names: list[str], score_threshold: float = 0.5,
-                    mask_threshold: float = 0.5) -> torch.Tensor:
-    """A model's output dict drawn on its image (detections below ``score_threshold`` left out)."""
+                    mask_threshold: float = 0.5, **kwargs) -> torch.Tensor:
+    """A model's output dict drawn on its image (detections below ``score_threshold`` left out).
+    ``kwargs`` go to ``draw_instances`` (``upscale``, ``font_size``, ...)."""
     kept = filter_detections(output, score_threshold)
     masks = binarize_masks(kept["masks"], mask_threshold) if "masks" in kept else None
-    return draw_instances(image, kept["boxes"], kept["labels"], masks, class_names, kept["scores"])
+    return draw_instances(image, kept["boxes"], kept["labels"], masks, class_names, kept["scores"], **kwargs)
 
 
-def draw_target(image: torch.Tensor, target: dict, class_names: list[str]) -> torch.Tensor:
-    """A ground-truth target dict (boxes, labels, masks) drawn on its image."""
+def draw_target(image: torch.Tensor, target: dict, class_names: list[str], **kwargs) -> torch.Tensor:
+    """A ground-truth target dict (boxes, labels, masks) drawn on its image; ``kwargs`` as in ``draw_detections``."""
     return draw_instances(image, torch.as_tensor(target["boxes"]), target["labels"], target.get("masks"),
-                          class_names)
+                          class_names, **kwargs)
 
 
 def show_images(images: list[torch.Tensor], titles: list[str] | None = None, ncols: int = 4,

@@ -57,31 +57,84 @@ def plot_pr_curves(curves: list[PRCurve], class_names: list[str] | None = None, 
     return fig
 
 
+ERROR_TITLES = {"misses": "miss", "duplicates": "duplicate", "wrong_class": "wrong class", "poor_boxes": "poor box",
+                "poor_masks": "poor mask", "background": "mislocalised"}
+"""How ``draw_error`` names each kind. ``background`` (box IoU < 0.1 with every object) is named "mislocalised":
+such a box is often not on empty background at all but a small box inside, or a large one around, an object."""
+
+GT_COLOUR, DET_COLOUR, BOTH_COLOUR = (0, 224, 0), (255, 16, 16), (255, 224, 0)
+
+
+def _overlay(canvas: torch.Tensor, gt_mask: torch.Tensor | None, det_mask: torch.Tensor | None,
+             alpha: float = 0.6) -> torch.Tensor:
+    """Grey the image, then colour the pixels of the ground-truth mask only (green), of the detection's mask only
+    (red) and of both (yellow), so that the masks stand out from the shapes' own colours."""
+    out = (canvas.float().mean(0, keepdim=True) * 0.7 + 40).expand(3, -1, -1).clone()
+    h, w = canvas.shape[-2:]
+    none = torch.zeros(h, w, dtype=torch.bool)
+    g = gt_mask if gt_mask is not None else none
+    d = det_mask if det_mask is not None else none
+    for region, rgb in ((g & ~d, GT_COLOUR), (d & ~g, DET_COLOUR), (g & d, BOTH_COLOUR)):
+        colour = torch.tensor(rgb, dtype=torch.float32)[:, None]
+        out[:, region] = (1 - alpha) * out[:, region] + alpha * colour
+    return out.round().to(torch.uint8)
+
+
+def _crop_box(boxes: list[torch.Tensor], h: int, w: int, margin: float = 0.5, min_size: int = 40) -> list[int]:
+    """A square-ish window around ``boxes`` (xyxy) with ``margin`` times their size on each side, in the image."""
+    b = torch.stack([torch.as_tensor(x, dtype=torch.float32) for x in boxes])
+    x1, y1 = float(b[:, 0].min()), float(b[:, 1].min())
+    x2, y2 = float(b[:, 2].max()), float(b[:, 3].max())
+    side = min(max(w, h), max(min_size, (1 + 2 * margin) * max(x2 - x1, y2 - y1)))
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    left = int(round(min(max(0.0, cx - side / 2), max(0.0, w - side))))
+    top = int(round(min(max(0.0, cy - side / 2), max(0.0, h - side))))
+    return [left, top, min(w, left + int(round(side))), min(h, top + int(round(side)))]
+
+
 def draw_error(image: torch.Tensor, output: dict, target: dict, kind: str, entry, class_names: list[str],
-               mask_threshold: float = 0.5) -> tuple[torch.Tensor, str]:
-    """A picture of one error: the ground-truth object in green, the detection in red. Returns ``(picture, title)``.
+               mask_threshold: float = 0.5, zoom: bool = False, size: int = 192) -> tuple[torch.Tensor, str]:
+    """A picture of one error: the ground-truth object's box and mask in green, the detection's in red, the
+    pixels of both masks in yellow. Returns ``(picture, title)``.
 
     ``entry`` is one item of the ``ImageErrors`` list ``kind`` (a gt index for misses, a detection index
-    for background, else a tuple that starts ``(det, gt, ...)``).
+    for background, else a tuple that starts ``(det, gt, ...)``). By default the picture is the whole image with
+    the names on the boxes. With ``zoom=True`` it is the window around the two boxes, enlarged to about ``size``
+    pixels (nearest neighbour), and the names go into the title's second line, where they cannot be cut off.
     """
-    from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+    from torchvision.utils import draw_bounding_boxes
 
     from course_lib.lessons.draw import to_uint8
 
     canvas = to_uint8(image)
+    h, w = canvas.shape[-2:]
     det, gt = (None, entry) if kind == "misses" else (entry, None) if kind == "background" else entry[:2]
-    title = {"misses": "miss", "duplicates": "duplicate", "wrong_class": "wrong class", "poor_boxes": "poor box",
-             "poor_masks": "poor mask", "background": "background"}[kind]
-    if gt is not None:
-        mask = torch.as_tensor(target["masks"][gt]).bool()[None]
-        canvas = draw_segmentation_masks(canvas, mask, alpha=0.35, colors="#00e000")
-        canvas = draw_bounding_boxes(canvas, torch.as_tensor(target["boxes"][gt])[None].float(), width=2,
-                                     labels=[f"gt {class_names[int(target['labels'][gt])]}"], colors="#00e000")
-    if det is not None:
-        mask = _binary(output["masks"][det:det + 1], mask_threshold)
-        canvas = draw_segmentation_masks(canvas, mask, alpha=0.35, colors="#ff1010")
-        label = f"{class_names[int(output['labels'][det])]} {float(output['scores'][det]):.2f}"
-        canvas = draw_bounding_boxes(canvas, output["boxes"][det][None], labels=[label], colors="#ff1010", width=2)
+    title = ERROR_TITLES[kind]
     if kind in ("poor_masks", "poor_boxes"):
         title += f", {'mask' if kind == 'poor_masks' else 'box'} IoU {entry[2]:.2f}"
+    boxes, colours, names = [], [], []
+    gt_mask = det_mask = None
+    if gt is not None:
+        gt_mask = torch.as_tensor(target["masks"][gt]).bool()
+        boxes.append(torch.as_tensor(target["boxes"][gt]).float())
+        colours.append(GT_COLOUR)
+        names.append(f"gt {class_names[int(target['labels'][gt])]}")
+    if det is not None:
+        det_mask = _binary(output["masks"][det:det + 1], mask_threshold)[0].cpu()
+        boxes.append(output["boxes"][det].detach().cpu().float())
+        colours.append(DET_COLOUR)
+        names.append(f"{class_names[int(output['labels'][det])]} {float(output['scores'][det]):.2f}")
+    canvas = _overlay(canvas, gt_mask, det_mask)
+    box_tensor = torch.stack(boxes)
+    if zoom:
+        x1, y1, x2, y2 = _crop_box(boxes, h, w)
+        canvas = canvas[:, y1:y2, x1:x2]
+        s = max(1, -(-size // max(canvas.shape[-2:])))  # ceil
+        canvas = canvas.repeat_interleave(s, -2).repeat_interleave(s, -1)
+        box_tensor = ((box_tensor - torch.tensor([x1, y1, x1, y1])) * s).clamp(min=0)
+        box_tensor = torch.minimum(box_tensor, torch.tensor([canvas.shape[-1] - 1, canvas.shape[-2] - 1] * 2))
+        canvas = draw_bounding_boxes(canvas, box_tensor, colors=colours, width=max(2, s))
+        title += "\n" + ", ".join(f"{n} ({'green' if c == GT_COLOUR else 'red'})" for n, c in zip(names, colours))
+    else:
+        canvas = draw_bounding_boxes(canvas, box_tensor, labels=names, colors=colours, width=2)
     return canvas, f"image {int(target['image_id'])}: {title}"

@@ -4,7 +4,7 @@
     ./course finetune --data-train my/train.json --data-val my/val.json --epochs 10 --out runs/mine
     torchrun --nproc_per_node=2 -m course_lib.finetune --epochs 10     # DistributedDataParallel, 2 processes
 
-The model's box and mask predictors are replaced for ``1 + number of categories`` classes (index 0 is
+The model's box and mask predictors are replaced for ``1 + the largest category id`` classes (index 0 is
 background) and the whole model is trained with torchvision's recipe: SGD (lr 0.005, momentum 0.9,
 weight decay 0.0005), a linear warm-up, then the LR times 0.1 at ``--lr-steps`` (``StepLR``);
 ``--schedule cosine`` decays it smoothly instead. ``<out>/last.pt`` is written after every epoch and the
