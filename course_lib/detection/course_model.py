@@ -53,15 +53,21 @@ def build_course_model(config: dict | None = None) -> MaskRCNN:
     )
 
 
-def load_course_model(path: str | Path = CHECKPOINT, device: torch.device | str = "cpu") -> MaskRCNN:
-    """The trained course model in eval mode, loaded with ``weights_only=True``."""
+def read_course_checkpoint(path: str | Path = CHECKPOINT) -> tuple[dict, dict]:
+    """``(config, float32 state dict)`` of a course checkpoint, read with ``weights_only=True``."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: course checkpoint not found. Train one with "
                                 "`./course train` or restore data/ from git.")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_course_model(ckpt["config"])
-    model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
+    return ckpt["config"], {k: v.float() for k, v in ckpt["model"].items()}
+
+
+def load_course_model(path: str | Path = CHECKPOINT, device: torch.device | str = "cpu") -> MaskRCNN:
+    """The trained course model in eval mode, loaded with ``weights_only=True``."""
+    config, state = read_course_checkpoint(path)
+    model = build_course_model(config)
+    model.load_state_dict(state)
     return model.to(device).eval()
 
 

@@ -30,7 +30,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform, res
 
 from course_lib.detection.anchor_utils import AnchorGenerator
 from course_lib.detection.backbone_utils import build_backbone
-from course_lib.detection.course_model import COURSE_CONFIG
+from course_lib.detection.course_model import COURSE_CONFIG, read_course_checkpoint
 from course_lib.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from course_lib.detection.roi_heads import RoIHeads, paste_mask_in_image, paste_masks_in_image
 from course_lib.detection.rpn import RegionProposalNetwork, RPNHead
@@ -278,11 +278,7 @@ def build_course_mask_rcnn(config: dict | None = None) -> MaskRCNN:
 
 def load_course_mask_rcnn(path: str | Path = CHECKPOINT, device: torch.device | str = "cpu") -> MaskRCNN:
     """The course checkpoint in the course-built model, eval mode (``weights_only=True``)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: course checkpoint not found. Train one with `./course train` "
-                                "or restore data/ from git.")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_course_mask_rcnn(ckpt["config"])
-    model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
+    config, state = read_course_checkpoint(path)
+    model = build_course_mask_rcnn(config)
+    model.load_state_dict(state)
     return model.to(device).eval()

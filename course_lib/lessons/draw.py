@@ -78,8 +78,12 @@ def draw_target(image: torch.Tensor, target: dict, class_names: list[str], **kwa
 
 
 def show_images(images: list[torch.Tensor], titles: list[str] | None = None, ncols: int = 4,
-                size: float = 3.0, suptitle: str | None = None):
-    """A grid of (3, H, W) or (H, W) tensors; returns the matplotlib figure."""
+                size: float = 3.0, suptitle: str | None = None, value_range: tuple[float, float] | None = None):
+    """A grid of (3, H, W) or (H, W) tensors; returns the matplotlib figure.
+
+    (H, W) tensors are value maps (viridis). With ``value_range`` = (vmin, vmax) they share that scale and one
+    colour bar, so that panels can be compared; without it each map is scaled to its own range.
+    """
     n = len(images)
     ncols = min(ncols, n)
     nrows = (n + ncols - 1) // ncols
@@ -92,12 +96,15 @@ def show_images(images: list[torch.Tensor], titles: list[str] | None = None, nco
         if img.ndim == 3:
             ax.imshow(to_uint8(img).permute(1, 2, 0).numpy())
         else:
-            ax.imshow(img.float().numpy(), cmap="viridis")
+            vmin, vmax = value_range if value_range else (None, None)
+            mappable = ax.imshow(img.float().numpy(), cmap="viridis", vmin=vmin, vmax=vmax)
         if titles:
             ax.set_title(titles[i], fontsize=9)
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
+    if value_range and any(img.ndim == 2 for img in images):
+        fig.colorbar(mappable, ax=axes.ravel().tolist(), fraction=0.015, pad=0.01)
     return fig
 
 

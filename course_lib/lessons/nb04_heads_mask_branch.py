@@ -141,17 +141,21 @@ def plot_mask_targets(image: Tensor, boxes: Tensor, crops: Tensor, targets: Tens
     colours = [plt.get_cmap("tab10")(i % 10) for i in range(n)]
     fig = plt.figure(figsize=(3.2 + 1.7 * n, 3.6))
     grid = fig.add_gridspec(2, n + 2, width_ratios=[1.9, 0.1] + [1] * n)
-    plot_boxes(fig.add_subplot(grid[:, 0]), image, boxes, colours, title="proposals (jittered ground-truth boxes)")
+    plot_boxes(fig.add_subplot(grid[:, 0]), image, boxes, colours, title="positive sampled RoIs")
     for i in range(n):
         top, bottom = fig.add_subplot(grid[0, i + 2]), fig.add_subplot(grid[1, i + 2])
         top.imshow(to_uint8(crops[i]).permute(1, 2, 0).numpy())
         top.set_title(f"proposal {i}", fontsize=9, color=colours[i], fontweight="bold")
-        bottom.imshow(targets[i].numpy(), cmap="gray", vmin=0, vmax=1)
+        values = bottom.imshow(targets[i].numpy(), cmap="gray", vmin=0, vmax=1)
         bottom.set_title(f"target {tuple(targets[i].shape)}", fontsize=8, color=colours[i])
         top.axis("off")
         bottom.set_xticks([])  # keep the frame: white target pixels would merge with the page
         bottom.set_yticks([])
     fig.tight_layout()
+    if n:  # a thin bar right of the last target, in its own axes (so that no target panel shrinks)
+        pos = bottom.get_position()
+        cax = fig.add_axes([pos.x1 + 0.006, pos.y0, 0.008, pos.height])
+        fig.colorbar(values, cax=cax, label="target")
     return fig
 
 
@@ -174,12 +178,14 @@ def plot_mask_branch(crop: Tensor, stages: list[tuple[str, Tensor]], index: int,
         ax.imshow(features_to_rgb([x[index]])[0].permute(1, 2, 0).numpy())
         ax.set_title(f"{name.split(':')[0]}\n{tuple(x.shape[1:])}", fontsize=9)
     name, logits = stages[-1]
-    axes[-1].imshow(logits[index, label].sigmoid().numpy(), cmap="gray", vmin=0, vmax=1)
+    prob = axes[-1].imshow(logits[index, label].sigmoid().numpy(), cmap="gray", vmin=0, vmax=1)
     axes[-1].set_title(f"{name.split(':')[0]} {tuple(logits.shape[1:])}\nsigmoid of the '{class_names[label]}' map",
                        fontsize=9)
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()
+    pos = axes[-1].get_position()
+    fig.colorbar(prob, cax=fig.add_axes([pos.x1 + 0.006, pos.y0, 0.008, pos.height]), label="probability")
     return fig
 
 
