@@ -29,15 +29,19 @@ _EXPORTS = {
     "ops.boxes": "box_area box_iou nms batched_nms clip_boxes_to_image remove_small_boxes",
     "ops.roi_pool": "roi_pool",
     "ops.roi_align": "roi_align roi_align_weights bilinear_interpolate linear_weights roi_align_one_box",
-    "ops.poolers": "assign_fpn_levels multiscale_roi_align",
+    "ops.poolers": "assign_fpn_levels multiscale_roi_align MultiScaleRoIAlign",
     "ops.feature_pyramid_network": "fpn_merge last_level_max_pool",
-    "detection._utils": "BoxCoder Matcher BalancedPositiveNegativeSampler",
+    "detection._utils": "BoxCoder Matcher BalancedPositiveNegativeSampler encode_boxes decode_boxes",
     "detection.anchor_utils": "AnchorGenerator generate_anchors grid_anchors anchors_for_image",
     "detection.backbone_utils": "build_backbone feature_shapes",
     "detection.rpn": "RPNHead concat_box_prediction_layers assign_targets_to_anchors filter_proposals "
-                     "proposal_recall",
+                     "proposal_recall rpn_loss compute_loss RegionProposalNetwork",
     "detection.roi_heads": "postprocess_detections project_masks_on_boxes maskrcnn_loss paste_masks_in_image "
-                           "paste_mask_in_image expand_boxes",
+                           "paste_mask_in_image expand_boxes fastrcnn_loss assign_targets_to_proposals "
+                           "select_training_samples maskrcnn_inference RoIHeads",
+    "detection.faster_rcnn": "TwoMLPHead FastRCNNPredictor",
+    "detection.mask_rcnn": "MaskRCNN MaskRCNNHeads MaskRCNNPredictor PLUGGABLE plug_in roi_align_from_one_box "
+                           "from_torchvision build_course_mask_rcnn load_course_mask_rcnn",
     "detection.course_model": "COURSE_CONFIG build_course_model load_course_model checkpoint_classes "
                               "coco_weights_file coco_weights_available load_inference_model "
                               "get_instance_segmentation_model load_maskrcnn_resnet50_fpn describe_predictors",

@@ -19,4 +19,5 @@ from course_lib.course.checkers.nb03_roi_align import *  # noqa: F401,F403
 from course_lib.course.checkers.nb04_heads_mask_branch import *  # noqa: F401,F403
 from course_lib.course.checkers.nb05_coco_dataset import *  # noqa: F401,F403
 from course_lib.course.checkers.nb06_fine_tuning import *  # noqa: F401,F403
+from course_lib.course.checkers.nb07_your_mask_rcnn import *  # noqa: F401,F403
 from course_lib.course.checkers.nb08_real_images import *  # noqa: F401,F403

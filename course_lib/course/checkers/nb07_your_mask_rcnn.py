@@ -1,0 +1,65 @@
+"""Checkers for 07_your_mask_rcnn's exercise.
+
+* ``check_roi_align_batch``: RoIAlign of a (K, 5) tensor of RoIs over a batch of feature maps, one box at a time
+  with notebook 03's one-box function, against ``course_lib.ops.roi_align.roi_align`` (= torchvision's).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from course_lib.course.checkers.core import Case, checker
+from course_lib.ops.roi_align import roi_align
+
+__all__ = ["check_roi_align_batch"]
+
+
+def _rois(g: torch.Generator, batch: list[int], size: tuple[int, int], lo: float = 4.0, hi: float = 60.0):
+    """(K, 5) RoIs ``(batch_index, x1, y1, x2, y2)`` in image pixels of an image ``size`` = (H, W)."""
+    n = len(batch)
+    xy = torch.rand(n, 2, generator=g) * torch.tensor([size[1] * 0.7, size[0] * 0.7])
+    wh = lo + torch.rand(n, 2, generator=g) * (hi - lo)
+    return torch.cat([torch.tensor(batch, dtype=torch.float32)[:, None], xy, xy + wh], dim=1)
+
+
+def _cases() -> list[Case]:
+    g = torch.Generator().manual_seed(70)
+    one = torch.randn(1, 4, 20, 24, generator=g)
+    two = torch.randn(2, 3, 16, 16, generator=g)
+    outside = torch.tensor([[0.0, -10.0, -6.0, 30.0, 20.0], [0.0, 60.0, 50.0, 120.0, 95.0]])
+    return [Case("one image, 3 RoIs, 7x7, stride 4", (one, _rois(g, [0, 0, 0], (80, 96)), (7, 7), 0.25, 2)),
+            Case("two images: the batch index picks the feature map",
+                 (two, _rois(g, [1, 0, 1], (64, 64)), (7, 7), 0.25, 2)),
+            Case("output_size as an int (5 means 5x5)", (one, _rois(g, [0, 0], (80, 96)), 5, 0.25, 2)),
+            Case("a 3x6 output, adaptive sampling (-1)", (two, _rois(g, [0, 1], (64, 64)), (3, 6), 0.25, -1)),
+            Case("RoIs partly outside the map", (one, outside, (7, 7), 0.25, 2)),
+            Case("no RoIs: (0, 5) gives (0, C, 7, 7)", (two, torch.zeros(0, 5), (7, 7), 0.25, 2))]
+
+
+def _hidden_cases(seed: int) -> list[Case]:
+    """Never shown in the notebook: three maps and unsorted batch indices, a random output size and stride,
+    float64 features, a 1x1 output, and no RoIs with an int output size."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = (int(v) for v in torch.randint(6, 20, (2,), generator=g))
+    three = torch.randn(3, 5, h, w, generator=g)
+    batch = [int(v) for v in torch.randint(0, 3, (6,), generator=g)]
+    out = tuple(int(v) for v in torch.randint(1, 9, (2,), generator=g))
+    stride = 2 ** int(torch.randint(1, 4, (1,), generator=g))
+    size = (h * stride, w * stride)
+    return [Case(f"three maps, RoIs of images {batch}", (three, _rois(g, batch, size, 2, 40), (7, 7), 1 / stride, 2)),
+            Case(f"a {out[0]}x{out[1]} output, stride {stride}, adaptive sampling",
+                 (three, _rois(g, [2, 0, 1], size, 2, 40), out, 1 / stride, -1)),
+            Case("float64 features", (three.double(), _rois(g, [1, 2], size, 2, 40).double(), (4, 4), 1 / stride, 2)),
+            Case("a 1x1 output", (three, _rois(g, [0, 2, 1], size, 2, 40), (1, 1), 1 / stride, 0)),
+            Case("no RoIs, output_size an int", (three, torch.zeros(0, 5), 3, 1 / stride, 2))]
+
+
+check_roi_align_batch = checker(
+    "check_roi_align_batch", roi_align, _cases, notebook="07_your_mask_rcnn", hidden_cases=_hidden_cases,
+    forbidden=("torchvision.ops.roi_align.roi_align", "course_lib.ops.roi_align.roi_align",
+               "course_lib.ops.roi_align._roi_align", "course_lib.detection.mask_rcnn.roi_align_from_one_box",
+               "course_lib.ops.poolers.multiscale_roi_align", "torch.ops.torchvision.roi_align"),
+    hint=["Hint: an int output_size n means (n, n). With no RoIs return input.new_zeros((0, C, out_h, out_w)).",
+          "Hint: row r of rois is (batch_index, x1, y1, x2, y2): pool input[int(r[0])] with the box r[1:] by "
+          "roi_align_one_box(feature, box, (out_h, out_w), spatial_scale, sampling_ratio), then torch.stack the "
+          "K results in the order of the rows."])

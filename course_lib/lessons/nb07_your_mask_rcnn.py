@@ -1,0 +1,323 @@
+"""Notebook 07's helpers: where each part of the course-built Mask R-CNN comes from, one image traced through
+every stage with its shapes, detections compared with torchvision's, and the two models trained side by side.
+Taught in: 07_your_mask_rcnn
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torchvision.ops import masks_to_boxes
+
+from course_lib.data.shapes import CLASSES, render_sample
+from course_lib.detection.mask_rcnn import PLUGGABLE, MaskRCNN
+from course_lib.detection.roi_heads import maskrcnn_inference, postprocess_detections
+from course_lib.detection.rpn import concat_box_prediction_layers, filter_proposals
+from course_lib.lessons.draw import colour, draw_instances, plot_boxes
+from course_lib.utils.ui import progress_bar
+
+# The model's parts (attribute paths) and the notebook that opens each one up.
+PARTS = [("transform", "00"), ("backbone.body", "01"), ("backbone.fpn", "01"), ("rpn.anchor_generator", "02"),
+         ("rpn.head", "02"), ("rpn", "02"), ("roi_heads.box_roi_pool", "03"), ("roi_heads.box_head", "04"),
+         ("roi_heads.box_predictor", "04"), ("roi_heads", "04"), ("roi_heads.mask_roi_pool", "03"),
+         ("roi_heads.mask_head", "04"), ("roi_heads.mask_predictor", "04")]
+
+
+def _where(obj) -> str:
+    """``course_lib.detection.rpn`` -> ``course_lib/detection/rpn.py``; torchvision's likewise."""
+    module = type(obj).__module__ if isinstance(obj, nn.Module) else obj.__module__
+    if module.split(".")[0] in ("course_lib", "torchvision"):
+        return module.replace(".", "/") + ".py"
+    return "your notebook" if module == "__main__" else module
+
+
+PARTS_HEADER = ("part", "class", "course-built model", "torchvision's MaskRCNN", "notebook")
+
+
+def parts_table(model: nn.Module, tv_model: nn.Module) -> list[tuple[str, str, str, str, str]]:
+    """One row per part (``PARTS_HEADER``): attribute, class name, the file of its class in ``model`` and in
+    torchvision's ``tv_model`` (the class names are the same), notebook."""
+    rows = []
+    for path, notebook in PARTS:
+        part, twin = model.get_submodule(path), tv_model.get_submodule(path)
+        rows.append((path, type(part).__name__, _where(part), _where(twin), notebook))
+    return rows
+
+
+def plugged_functions(model: MaskRCNN) -> list[tuple[str, str, str]]:
+    """The functions the model's stages call: (name, where it is defined, the stages that call it)."""
+    rows = []
+    for name, paths in PLUGGABLE.items():
+        fns = {getattr(model.get_submodule(p), name) for p in paths}
+        where = ", ".join(sorted(f"{fn.__name__} ({_where(fn)})" for fn in fns))
+        rows.append((name, where, ", ".join(p or "model" for p in paths)))
+    return rows
+
+
+def format_table(rows: list[tuple], header: tuple[str, ...]) -> str:
+    """Rows of strings as an aligned plain-text table (printable in a checked cell)."""
+    rows = [tuple(str(v) for v in r) for r in [header, *rows]]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ tracing
+
+@dataclass
+class Trace:
+    """What ``trace`` recorded: ``rows`` (stage, tensor, shape, meaning) and the tensors behind them."""
+
+    rows: list[tuple[str, str, str, str]] = field(default_factory=list)
+    values: dict[str, object] = field(default_factory=dict)
+
+    def add(self, stage: str, name: str, x, meaning: str, key: str | None = None) -> None:
+        self.rows.append((stage, name, _shape(x), meaning))
+        if key is not None:
+            self.values[key] = x
+
+    def table(self) -> str:
+        return format_table(self.rows, ("stage", "tensor", "shape", "what it is"))
+
+
+def _shape(x) -> str:
+    if isinstance(x, Tensor):
+        return str(tuple(x.shape))
+    if isinstance(x, (list, tuple)) and x and isinstance(x[0], Tensor):
+        return " ".join(str(tuple(v.shape)) for v in x) if len(x) <= 2 else f"{len(x)} x {tuple(x[0].shape)}..."
+    return str(x)
+
+
+@torch.no_grad()
+def trace(model: MaskRCNN, image: Tensor) -> Trace:
+    """Run the course-built ``model`` (eval mode) on one (3, H, W) image stage by stage, as its ``forward`` does,
+    and record every intermediate tensor. ``trace(...).values["output"]`` equals ``model([image])[0]``."""
+    model.eval()
+    t = Trace()
+    t.add("input", "image", image, "RGB, values in [0, 1]", "image")
+
+    images, _ = model.transform([image])
+    size = images.image_sizes[0]
+    t.add("transform", "images.tensors", images.tensors, f"resized to {size[0]}x{size[1]}, normalised, batched")
+
+    features = model.backbone(images.tensors)
+    for i, (name, f) in enumerate(features.items()):
+        level = i + 2
+        t.add("backbone + FPN" if i == 0 else "", f"features['{name}']", f,
+              f"P{level}: stride {images.tensors.shape[-1] // f.shape[-1]}, one vector per cell")
+    feats = list(features.values())
+
+    rpn = model.rpn
+    objectness, deltas = rpn.head(feats)
+    a = objectness[0].shape[1]
+    t.add("rpn.head", "objectness[0]", objectness[0], f"P2: {a} logits per cell, object or not")
+    t.add("", "pred_bbox_deltas[0]", deltas[0], f"P2: 4 box deltas for each of the {a} anchors of a cell")
+    anchors = rpn.anchor_generator(images, feats)[0]
+    t.add("rpn.anchor_generator", "anchors", anchors, f"{a} per cell of every level, in image pixels", "anchors")
+    t.values["anchors_per_level"] = [o[0].numel() for o in objectness]
+    t.values["feature_sizes"] = [tuple(f.shape[-2:]) for f in feats]
+    obj_flat, deltas_flat = concat_box_prediction_layers(objectness, deltas)
+    decoded = rpn.decode_boxes(deltas_flat, anchors, rpn.box_coder_weights)
+    t.add("decode_boxes", "decoded anchors", decoded, "every anchor moved by its deltas")
+    boxes, scores = filter_proposals(decoded.view(1, -1, 4), obj_flat, images.image_sizes,
+                                     t.values["anchors_per_level"], rpn.pre_nms_top_n(), rpn.post_nms_top_n(),
+                                     rpn.nms_thresh, rpn.score_thresh, rpn.min_size, nms=rpn.nms)
+    t.add("filter_proposals", "proposals", boxes[0],
+          f"top {rpn.pre_nms_top_n()} per level, clip, NMS {rpn.nms_thresh}, best {rpn.post_nms_top_n()}",
+          "proposals")
+    t.values["proposal_scores"] = scores[0]
+
+    heads = model.roi_heads
+    pooled = heads.box_roi_pool(features, boxes, images.image_sizes)
+    t.add("roi_heads.box_roi_pool", "box_features", pooled, "RoIAlign: a 7x7 patch per proposal, from its level")
+    vectors = heads.box_head(pooled)
+    t.add("roi_heads.box_head", "box_vectors", vectors, "flatten, fc6 + ReLU, fc7 + ReLU")
+    class_logits, box_regression = heads.box_predictor(vectors)
+    t.add("roi_heads.box_predictor", "class_logits", class_logits, "one logit per class, background = 0")
+    t.add("", "box_regression", box_regression, "4 deltas per class")
+    det_boxes, det_scores, det_labels = postprocess_detections(
+        class_logits, box_regression, boxes, images.image_sizes, heads.bbox_reg_weights, heads.score_thresh,
+        heads.nms_thresh, heads.detections_per_img, heads.decode_boxes, heads.nms)
+    t.add("postprocess_detections", "boxes", det_boxes[0],
+          f"decode, score > {heads.score_thresh}, NMS {heads.nms_thresh} per class")
+    t.add("", "labels, scores", det_labels[0], "class and probability of each detection")
+
+    mask_pooled = heads.mask_roi_pool(features, det_boxes, images.image_sizes)
+    t.add("roi_heads.mask_roi_pool", "mask_features", mask_pooled, "RoIAlign: a 14x14 patch per detection")
+    mask_x = heads.mask_head(mask_pooled)
+    t.add("roi_heads.mask_head", "mask_head(...)", mask_x, "four 3x3 convs + ReLU, size kept")
+    mask_logits = heads.mask_predictor(mask_x)
+    t.add("roi_heads.mask_predictor", "mask_logits", mask_logits, "2x up-convolution, one 28x28 map per class")
+    mask_probs = maskrcnn_inference(mask_logits, det_labels)
+    t.add("maskrcnn_inference", "mask_probs", mask_probs[0], "sigmoid of the predicted class's map")
+
+    detections = [{"boxes": det_boxes[0], "labels": det_labels[0], "scores": det_scores[0], "masks": mask_probs[0]}]
+    output = model.postprocess(detections, images.image_sizes, [tuple(image.shape[-2:])])[0]
+    t.add("postprocess (paste)", "masks", output["masks"], "boxes back to the input's pixels, masks pasted")
+    t.values["output"] = output
+    return t
+
+
+def anchors_at_centre(tr: Trace) -> tuple[Tensor, list[int]]:
+    """The anchors of the middle cell of every level: (sum of A per level, 4) boxes and each one's level index."""
+    anchors, counts = tr.values["anchors"], tr.values["anchors_per_level"]
+    picked, levels, start = [], [], 0
+    for lvl, ((h, w), n) in enumerate(zip(tr.values["feature_sizes"], counts)):
+        a = n // (h * w)
+        cell = (h // 2) * w + w // 2
+        picked.append(anchors[start + cell * a: start + (cell + 1) * a])
+        levels += [lvl] * a
+        start += n
+    return torch.cat(picked), levels
+
+
+def trace_figure(tr: Trace, class_names: list[str], n_proposals: int = 20, score_threshold: float = 0.5,
+                 size: float = 3.4):
+    """Four panels of the traced image: the anchors of one cell per level, the best proposals, the detections
+    above ``score_threshold``, and their masks pasted. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    image, out = tr.values["image"], tr.values["output"]
+    fig, axes = plt.subplots(1, 4, figsize=(4 * size, size + 0.6))
+    anchors, levels = anchors_at_centre(tr)
+    level_colours = ["#e6194b", "#f58231", "#3cb44b", "#4363d8", "#911eb4"]
+    plot_boxes(axes[0], image, anchors, [level_colours[v] for v in levels], lw=1.0,
+               title=f"anchors of the middle cell (of {len(tr.values['anchors'])}),\nP2 red to P6 purple")
+    axes[0].set_xlim(-100, image.shape[-1] + 100)
+    axes[0].set_ylim(image.shape[-2] + 100, -100)
+    axes[0].axis("on")
+    axes[0].tick_params(labelsize=7)
+    props = tr.values["proposals"][:n_proposals]
+    plot_boxes(axes[1], image, props, ["#ffe119"] * len(props), lw=0.9,
+               title=f"the {len(props)} best proposals\n(of {len(tr.values['proposals'])})")
+    keep = out["scores"] >= score_threshold
+    boxes, labels, scores = out["boxes"][keep], out["labels"][keep], out["scores"][keep]
+    plot_boxes(axes[2], image, boxes, [colour(v) for v in labels.tolist()],
+               texts=[f"{class_names[v]} {s:.2f}" for v, s in zip(labels.tolist(), scores.tolist())],
+               title=f"the {int(keep.sum())} detections (of {len(keep)})\nwith score >= {score_threshold}")
+    axes[3].imshow(draw_instances(image, boxes, labels, out["masks"][keep][:, 0] > 0.5, class_names,
+                                  upscale=3, font_size=16, fill_labels=True).permute(1, 2, 0).numpy())
+    axes[3].set_title("their masks, pasted\nand thresholded at 0.5", fontsize=9)
+    axes[3].axis("off")
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ comparing
+
+def detection_differences(a: list[dict], b: list[dict]) -> dict[str, float | bool]:
+    """Compare two models' outputs on the same images: whether they have the same number of detections and the
+    same labels in the same order, and the largest absolute difference of boxes, scores and masks."""
+    same = len(a) == len(b) and all(len(x["labels"]) == len(y["labels"]) and torch.equal(x["labels"], y["labels"])
+                                    for x, y in zip(a, b))
+    diffs = {"same detections": bool(same)}
+    for key in ("boxes", "scores", "masks"):
+        if not same:
+            diffs[key] = float("nan")
+            continue
+        values = [(x[key] - y[key]).abs().max().item() for x, y in zip(a, b) if x[key].numel()]
+        diffs[key] = max(values, default=0.0)
+    return diffs
+
+
+def describe_differences(diffs: dict, atol: float = 1e-4) -> str:
+    """``detection_differences`` as deterministic lines: the largest difference is only said to be below ``atol``."""
+    lines = [f"same detections (count, labels, order): {diffs['same detections']}"]
+    for key in ("boxes", "scores", "masks"):
+        v = diffs[key]
+        lines.append(f"largest difference in {key:6s}: " + (f"< {atol:g}" if v < atol else f"{v:.2g}"))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ training
+
+def shapes_sample(seed: int, index: int) -> tuple[Tensor, dict]:
+    """One course image as the model's input: a (3, H, W) float image and its target dict."""
+    s = render_sample(seed, index)
+    masks = torch.from_numpy(s.masks).to(torch.uint8)
+    target = {"boxes": masks_to_boxes(masks).float(), "masks": masks,
+              "labels": torch.tensor([CLASSES.index(n) + 1 for n in s.labels], dtype=torch.int64)}
+    return torch.from_numpy(s.image).permute(2, 0, 1).float() / 255, target
+
+
+def shapes_batches(num_batches: int, batch_size: int = 2, seed: int = 0) -> list[tuple[list, list]]:
+    """``num_batches`` batches of ``batch_size`` training images (split ``seed``): (images, targets) each."""
+    batches = []
+    for b in range(num_batches):
+        pairs = [shapes_sample(seed, b * batch_size + k) for k in range(batch_size)]
+        batches.append(([p[0] for p in pairs], [p[1] for p in pairs]))
+    return batches
+
+
+def train_steps(model: nn.Module, batches: list, lr: float = 0.002, momentum: float = 0.9, seed: int = 0,
+                desc: str = "training", device: torch.device | str = "cpu") -> list[dict[str, float]]:
+    """SGD on ``batches``, one step each, from the model's current weights; the seed is set first, so two
+    models that compute the same numbers draw the same samples. Returns each step's losses (floats, ``loss``
+    their sum)."""
+    model.to(device).train()
+    torch.manual_seed(seed)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum)
+    history = []
+    for images, targets in progress_bar(batches, desc=desc):
+        images = [im.to(device) for im in images]
+        targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+        losses = model(images, targets)
+        loss = sum(losses.values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append({**{k: v.item() for k, v in losses.items()}, "loss": loss.item()})
+    model.eval()
+    return history
+
+
+def first_divergence(a: list[float], b: list[float], rtol: float = 1e-4) -> int | None:
+    """The first step (counted from 1) where two loss curves differ by more than ``rtol`` relative; None if never."""
+    for i, (x, y) in enumerate(zip(a, b)):
+        if abs(x - y) > rtol * max(abs(x), abs(y), 1e-12):
+            return i + 1
+    return None
+
+
+def smooth(values, k: int) -> np.ndarray:
+    """Running mean over ``k`` steps (the first ``k - 1`` steps dropped)."""
+    values = np.asarray(values, dtype=float)
+    k = max(1, min(k, len(values)))
+    return np.convolve(values, np.ones(k) / k, mode="valid")
+
+
+def plot_two_curves(curves: dict[str, list[float]], first: int = 20, k: int = 10, size: float = 3.2):
+    """Two loss curves: every step of the first ``first`` steps (left, where they coincide and part), and all
+    steps smoothed over ``k`` (right). Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    from matplotlib.ticker import MaxNLocator
+
+    (name_a, a), (name_b, b) = curves.items()
+    fig, axes = plt.subplots(1, 2, figsize=(2.6 * size, size))
+    n = min(first, len(a))
+    x = np.arange(1, n + 1)
+    axes[0].plot(x, a[:n], "o-", color="#4363d8", lw=1.6, ms=4, label=name_a)
+    axes[0].plot(x, b[:n], "x--", color="#e6194b", lw=1.2, ms=5, label=name_b)
+    split = first_divergence(a, b)
+    if split is not None and split <= n:
+        axes[0].axvline(split - 0.5, color="#999999", ls=":", lw=1)
+        axes[0].text(split - 0.3, axes[0].get_ylim()[0], f" part at step {split}", va="bottom", fontsize=8,
+                     color="#555555")
+    axes[0].set_title(f"every step, the first {n}", fontsize=9)
+    xs = np.arange(k, len(a) + 1)
+    axes[1].plot(xs, smooth(a, k), color="#4363d8", lw=1.6, label=name_a)
+    axes[1].plot(xs, smooth(b, k), color="#e6194b", lw=1.2, ls="--", label=name_b)
+    axes[1].set_title(f"all {len(a)} steps, running mean over {k}", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("training step", fontsize=8)
+        ax.set_ylabel("total loss", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
