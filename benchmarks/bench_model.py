@@ -38,26 +38,21 @@ from pathlib import Path
 
 import torch
 from torchvision.models.detection import maskrcnn_resnet50_fpn
-from torchvision.ops import masks_to_boxes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from course_lib.data.shapes import CLASSES, render_sample  # noqa: E402
+from course_lib.data import shapes as data_shapes  # noqa: E402
 from course_lib.detection.course_model import load_course_model  # noqa: E402
 from course_lib.detection.mask_rcnn import from_torchvision  # noqa: E402
+from course_lib.training.engine import train_steps  # noqa: E402
 
 CLOCK = time.perf_counter  # set by --clock
 STAGES = ("transform", "backbone", "rpn", "roi_heads")
 
 
 def shapes_sample(index: int, seed: int = 1):
-    """One shapes image (3, 128, 128) in [0, 1] and its target (as tests/detection/test_mask_rcnn.py).
-    seed 1 renders the val split's images, seed 0 the train split's."""
-    s = render_sample(seed, index)
-    masks = torch.from_numpy(s.masks).to(torch.uint8)
-    target = {"boxes": masks_to_boxes(masks).float(), "masks": masks,
-              "labels": torch.tensor([CLASSES.index(n) + 1 for n in s.labels])}
-    return torch.from_numpy(s.image).permute(2, 0, 1).float() / 255, target
+    """One shapes image and its target; seed 1 renders the val split's images, seed 0 the train split's."""
+    return data_shapes.shapes_sample(seed, index)
 
 
 def r50_pair():
@@ -241,22 +236,18 @@ def bench_train_step(repeats: int, profile: bool) -> None:
 
 def bench_loss_curve(iterations: int) -> None:
     """Both models from the course checkpoint, same seed and batches, SGD 0.01 / 0.9, batch 2."""
-    batches = [[shapes_sample(2 * i + k, seed=0) for k in range(2)] for i in range(iterations)]
-    tv = load_course_model().train()
-    ours = from_torchvision(tv).train()  # a copy of the same start
+    batches = []
+    for i in range(iterations):
+        pairs = [shapes_sample(2 * i + k, seed=0) for k in range(2)]
+        batches.append(([p[0] for p in pairs], [p[1] for p in pairs]))
+    tv = load_course_model()
+    ours = from_torchvision(tv)  # a copy of the same start
     curves, seconds = {}, {}
     for name, model in (("torchvision", tv), ("course", ours)):
-        torch.manual_seed(0)
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        curve, t0 = [], CLOCK()
-        for batch in batches:
-            loss = sum(model([b[0] for b in batch], [dict(b[1]) for b in batch]).values())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            curve.append(loss.item())
+        t0 = CLOCK()
+        history = train_steps(model, batches, lr=0.01, momentum=0.9, seed=0, desc=name)
         seconds[name] = CLOCK() - t0
-        curves[name] = torch.tensor(curve, dtype=torch.float64)
+        curves[name] = torch.tensor([h["loss"] for h in history], dtype=torch.float64)
     ref, got = curves["torchvision"], curves["course"]
     rel = (got - ref).abs() / ref.abs()
     parted = torch.where(rel > 1e-4)[0]

@@ -3,9 +3,23 @@
     python -m course_lib build             # write notebooks/ from solutions/
     python -m course_lib build --check     # exit 1 if notebooks/ is not what the build writes
 
-In code cells, the lines from ``### BEGIN SOLUTION`` to ``### END SOLUTION`` become
-``raise NotImplementedError(...)`` at the marker's indentation (nbgrader's convention). In markdown
-cells, ``<!-- BEGIN SOLUTION -->`` ... ``<!-- END SOLUTION -->`` becomes a prompt for the learner's
+In code cells, the lines from ``### BEGIN SOLUTION`` to ``### END SOLUTION`` become the learner's stub at the
+marker's indentation (nbgrader's convention). Inside a region, two more markers write that stub:
+
+* ``### STUB <line>``: a line of the stub (a comment or a skeleton line), kept in order with the marker and
+  its one following space removed, so ``    ### STUB # boxes: (N, 4) float32`` gives ``    # boxes: (N, 4) float32``
+  and ``    ### STUB     total = ...`` gives ``        total = ...``. A bare ``### STUB`` gives an empty line.
+  A stub line must not be indented less than ``### BEGIN SOLUTION`` (it would leave the function), and a
+  skeleton must run as it is (``x = ...``, comments), so that the stub still reaches its ``raise``.
+* ``### EXERCISE: <what to write>``: at most one per region; the stub ends with
+  ``raise NotImplementedError("Exercise: <what to write>")``.
+
+Without ``### EXERCISE:`` the message is ``replace this line with your code``, or ``complete the code above``
+after ``### STUB`` lines; a region without either marker becomes that single ``raise`` line (``STUB``). A line
+that looks like a marker but is not one (``### STUBS``, ``###STUB``, ``### Begin Solution``, ``### EXERCISE``
+without the colon or text, a marker outside a region) is a ``MarkerError``, as is an unbalanced region.
+
+In markdown cells, ``<!-- BEGIN SOLUTION -->`` ... ``<!-- END SOLUTION -->`` becomes a prompt for the learner's
 answer. Outputs, execution counts and ``# NBVAL_...`` test markers are removed. Never edit a
 generated notebook by hand: edit the solution and rebuild.
 """
@@ -26,7 +40,13 @@ BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 MD_BEGIN, MD_END = "<!-- BEGIN SOLUTION -->", "<!-- END SOLUTION -->"
 
 
-STUB = 'raise NotImplementedError("Exercise: replace this line with your code")'
+STUB_MARK, EXERCISE_MARK = "### STUB", "### EXERCISE:"
+
+
+DEFAULT_MESSAGE, AFTER_STUB_MESSAGE = "replace this line with your code", "complete the code above"
+
+
+STUB = f'raise NotImplementedError("Exercise: {DEFAULT_MESSAGE}")'
 
 
 MD_STUB = "*Your answer here.*"
@@ -35,23 +55,65 @@ MD_STUB = "*Your answer here.*"
 NBVAL_MARKER = re.compile(r"^\s*# NBVAL_\w+\s*$")
 
 
+# Anything a marker could be mistyped as: "### STUBS", "##STUB", "### begin solution", "### EXERCISE".
+MARKER_LIKE = re.compile(r"^#{2,}\s*(BEGIN\s*SOLUTION|END\s*SOLUTION|STUB|EXERCISE)", re.I)
+
+
 class MarkerError(ValueError):
-    """A solution region is opened without being closed, or closed without being opened."""
+    """A solution region is opened without being closed, or closed without being opened, or a marker is mistyped
+    or misplaced."""
+
+
+def _indent(line: str) -> str:
+    return line[: len(line) - len(line.lstrip())]
+
+
+def raise_line(message: str) -> str:
+    """``raise NotImplementedError("Exercise: <message>")`` with the message quoted for Python."""
+    quoted = message.replace("\\", "\\\\").replace('"', '\\"')
+    return f'raise NotImplementedError("Exercise: {quoted}")'
+
+
+def _stub_region(indent: str, stub_lines: list[str], message: str | None) -> list[str]:
+    if message is None:
+        message = AFTER_STUB_MESSAGE if stub_lines else DEFAULT_MESSAGE
+    return [*stub_lines, indent + raise_line(message)]
 
 
 def stub_code(source: str, where: str = "cell") -> str:
     out, inside = [], False
-    for line in source.split("\n"):
+    indent, stub_lines, message = "", [], None
+    for number, line in enumerate(source.split("\n"), 1):
         stripped = line.strip()
+        at = f"{where}, line {number}"
         if stripped == BEGIN:
             if inside:
-                raise MarkerError(f"{where}: '{BEGIN}' inside another solution region")
-            inside = True
-            out.append(line[: len(line) - len(line.lstrip())] + STUB)
+                raise MarkerError(f"{at}: '{BEGIN}' inside another solution region")
+            inside, indent, stub_lines, message = True, _indent(line), [], None
         elif stripped == END:
             if not inside:
-                raise MarkerError(f"{where}: '{END}' without '{BEGIN}'")
+                raise MarkerError(f"{at}: '{END}' without '{BEGIN}'")
             inside = False
+            out += _stub_region(indent, stub_lines, message)
+        elif stripped == STUB_MARK or stripped.startswith(STUB_MARK + " "):
+            if not inside:
+                raise MarkerError(f"{at}: '{STUB_MARK}' outside a solution region")
+            if len(_indent(line)) < len(indent):
+                raise MarkerError(f"{at}: '{STUB_MARK}' is indented less than its '{BEGIN}'")
+            rest = line.lstrip()[len(STUB_MARK) + 1:]
+            stub_lines.append(_indent(line) + rest if rest.strip() else "")
+        elif stripped.startswith(EXERCISE_MARK):
+            text = stripped[len(EXERCISE_MARK):].strip()
+            if not inside:
+                raise MarkerError(f"{at}: '{EXERCISE_MARK}' outside a solution region")
+            if not text:
+                raise MarkerError(f"{at}: '{EXERCISE_MARK}' says nothing; write what the learner writes")
+            if message is not None:
+                raise MarkerError(f"{at}: a second '{EXERCISE_MARK}' in one solution region")
+            message = text
+        elif MARKER_LIKE.match(stripped):
+            raise MarkerError(f"{at}: {stripped!r} looks like a marker but is none of "
+                              f"'{BEGIN}', '{END}', '{STUB_MARK} <line>', '{EXERCISE_MARK} <text>'")
         elif not inside and not NBVAL_MARKER.match(line):
             out.append(line)
     if inside:

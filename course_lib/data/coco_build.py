@@ -49,6 +49,25 @@ def masks_to_coco(masks: np.ndarray | Sequence[np.ndarray], category_ids: int | 
     return annotations
 
 
+def instance_map_to_annotations(instance_map: np.ndarray, sidecar: dict, cat_ids: dict[str, int], image_id: int,
+                                first_id: int = 1) -> list[dict]:
+    """One image's instance-id map and its sidecar -> its COCO annotations (RLE), as ``build_coco_dataset`` writes them.
+
+    ``instance_map`` is (H, W) integer (0 = background, k = instance k); ``sidecar`` the JSON object beside it,
+    ``{"k": name}`` or ``{"k": {"category": name, "iscrowd": 0 or 1}}`` (keys are strings, ``iscrowd`` defaults
+    to 0); ``cat_ids`` maps names to category ids. One annotation per instance with pixels in the map, in
+    increasing order of k (as numbers: 9 before 10), with ids ``first_id, first_id + 1, ...`` whatever gaps the
+    instance ids have; sidecar entries without pixels (an instance cropped away) are skipped. Taught in 05.
+    """
+    annotations = []
+    for k in (int(v) for v in np.unique(instance_map) if v != 0):
+        entry = sidecar[str(k)]
+        name, crowd = (entry["category"], entry.get("iscrowd", 0)) if isinstance(entry, dict) else (entry, 0)
+        annotations.append(mask_to_annotation(instance_map == k, first_id + len(annotations), image_id,
+                                              cat_ids[name], "rle", int(crowd)))
+    return annotations
+
+
 def images_and_masks_to_coco(records: Iterable[tuple[str, np.ndarray, list[int]]], categories: list[dict],
                              size: tuple[int, int], info: dict | None = None) -> dict:
     """Build a COCO dict from ``(file_name, masks (N, H, W) bool, category_ids)`` records.

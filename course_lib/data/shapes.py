@@ -204,3 +204,17 @@ def shapes_split(split: str, num_images: int | None = None, seed: int | None = N
     make_shapes_dataset(root, num_images, seed, classes=tuple(classes), progress=progress)
     stamp.write_text(json.dumps(params))
     return ann_file
+
+
+def shapes_sample(seed: int, index: int):
+    """Image ``index`` of the split seeded by ``seed`` as a detection model's input: a (3, H, W) float32 image in
+    [0, 1] and its target (``boxes`` (N, 4) xyxy float, ``labels`` (N,) int64 with 1 = the first class, ``masks``
+    (N, H, W) uint8), straight from ``render_sample`` (no files)."""
+    import torch
+    from torchvision.ops import masks_to_boxes
+
+    s = render_sample(seed, index)
+    masks = torch.from_numpy(s.masks).to(torch.uint8)
+    target = {"boxes": masks_to_boxes(masks).float(), "masks": masks,
+              "labels": torch.tensor([CLASSES.index(n) + 1 for n in s.labels], dtype=torch.int64)}
+    return torch.from_numpy(s.image).permute(2, 0, 1).float() / 255, target

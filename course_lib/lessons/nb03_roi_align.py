@@ -7,6 +7,7 @@ functions draw them (matplotlib).
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -39,6 +40,47 @@ def roi_pool_bins(box: Sequence[float], output_size, spatial_scale: float, featu
     return {"cells": (int(x1), int(y1), int(x2), int(y2)),
             "rows": list(zip(h0[0].tolist(), h1[0].tolist())),
             "cols": list(zip(w0[0].tolist(), w1[0].tolist()))}
+
+
+def roi_pool_one_box(feature: Tensor, box: Tensor, output_size, spatial_scale: float = 1.0) -> Tensor:
+    """RoIPool of one box, written out bin by bin: the reference of notebook 03's RoIPool exercise.
+
+    Args:
+        feature: (C, H, W) feature map.
+        box: (4,) ``(x1, y1, x2, y2)`` in image pixels.
+        output_size: int or (out_h, out_w).
+        spatial_scale: 1 / stride of the map.
+
+    Returns:
+        (C, out_h, out_w) in ``feature``'s dtype, equal to ``torchvision.ops.roi_pool`` for that box (its CPU
+        kernel, ``roi_pool_kernel.cpp``, for float32): the corners are rounded to whole cells (C's ``round``:
+        halves away from zero), the snapped box spans ``x2 - x1 + 1`` cells (at least 1, both ends included),
+        bin ``i`` covers cells ``floor(i * bin)`` to ``ceil((i + 1) * bin)`` past its start (bin size and
+        products in float32, as the kernel computes them), clipped to the map; a bin keeps the maximum of its
+        cells, an empty bin 0.
+    """
+    out_h, out_w = _pair(output_size)
+    C, H, W = feature.shape
+
+    def c_round(v: float) -> int:  # halves away from zero
+        return int(math.floor(abs(v) + 0.5)) * (1 if v >= 0 else -1)
+
+    scaled = (box.detach().to(torch.float32) * torch.tensor(spatial_scale, dtype=torch.float32)).tolist()
+    x1, y1, x2, y2 = (c_round(v) for v in scaled)
+
+    def edges(start: int, end: int, bins: int, size: int) -> list[tuple[int, int]]:
+        length = max(end - start + 1, 1)
+        bin_size = torch.tensor(length, dtype=torch.float32) / bins
+        i = torch.arange(bins + 1, dtype=torch.float32) * bin_size
+        lo, hi = torch.floor(i[:-1]).long() + start, torch.ceil(i[1:]).long() + start
+        return list(zip(lo.clamp(0, size).tolist(), hi.clamp(0, size).tolist()))
+
+    out = feature.new_zeros(C, out_h, out_w)
+    for i, (r0, r1) in enumerate(edges(y1, y2, out_h, H)):
+        for j, (c0, c1) in enumerate(edges(x1, x2, out_w, W)):
+            if r1 > r0 and c1 > c0:
+                out[:, i, j] = feature[:, r0:r1, c0:c1].amax(dim=(1, 2))
+    return out
 
 
 def sample_points(box: Sequence[float], output_size, spatial_scale: float = 1.0, sampling_ratio: int = -1,

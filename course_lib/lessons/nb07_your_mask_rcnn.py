@@ -10,14 +10,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torchvision.ops import masks_to_boxes
 
-from course_lib.data.shapes import CLASSES, render_sample
+from course_lib.data.shapes import shapes_sample  # noqa: F401 (lesson.shapes_sample in the notebook)
 from course_lib.detection.mask_rcnn import PLUGGABLE, MaskRCNN
 from course_lib.detection.roi_heads import maskrcnn_inference, postprocess_detections
 from course_lib.detection.rpn import concat_box_prediction_layers, filter_proposals
 from course_lib.lessons.draw import colour, draw_instances, plot_boxes
-from course_lib.utils.ui import progress_bar
+from course_lib.training.engine import train_steps  # noqa: F401 (lesson.train_steps in the notebook)
 
 # The model's parts (attribute paths) and the notebook that opens each one up.
 PARTS = [("transform", "00"), ("backbone.body", "01"), ("backbone.fpn", "01"), ("rpn.anchor_generator", "02"),
@@ -235,15 +234,6 @@ def describe_differences(diffs: dict, atol: float = 1e-4) -> str:
 
 # ------------------------------------------------------------------------------------------ training
 
-def shapes_sample(seed: int, index: int) -> tuple[Tensor, dict]:
-    """One course image as the model's input: a (3, H, W) float image and its target dict."""
-    s = render_sample(seed, index)
-    masks = torch.from_numpy(s.masks).to(torch.uint8)
-    target = {"boxes": masks_to_boxes(masks).float(), "masks": masks,
-              "labels": torch.tensor([CLASSES.index(n) + 1 for n in s.labels], dtype=torch.int64)}
-    return torch.from_numpy(s.image).permute(2, 0, 1).float() / 255, target
-
-
 def shapes_batches(num_batches: int, batch_size: int = 2, seed: int = 0) -> list[tuple[list, list]]:
     """``num_batches`` batches of ``batch_size`` training images (split ``seed``): (images, targets) each."""
     batches = []
@@ -251,28 +241,6 @@ def shapes_batches(num_batches: int, batch_size: int = 2, seed: int = 0) -> list
         pairs = [shapes_sample(seed, b * batch_size + k) for k in range(batch_size)]
         batches.append(([p[0] for p in pairs], [p[1] for p in pairs]))
     return batches
-
-
-def train_steps(model: nn.Module, batches: list, lr: float = 0.002, momentum: float = 0.9, seed: int = 0,
-                desc: str = "training", device: torch.device | str = "cpu") -> list[dict[str, float]]:
-    """SGD on ``batches``, one step each, from the model's current weights; the seed is set first, so two
-    models that compute the same numbers draw the same samples. Returns each step's losses (floats, ``loss``
-    their sum)."""
-    model.to(device).train()
-    torch.manual_seed(seed)
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum)
-    history = []
-    for images, targets in progress_bar(batches, desc=desc):
-        images = [im.to(device) for im in images]
-        targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
-        losses = model(images, targets)
-        loss = sum(losses.values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        history.append({**{k: v.item() for k, v in losses.items()}, "loss": loss.item()})
-    model.eval()
-    return history
 
 
 def first_divergence(a: list[float], b: list[float], rtol: float = 1e-4) -> int | None:
@@ -294,7 +262,6 @@ def plot_two_curves(curves: dict[str, list[float]], first: int = 20, k: int = 10
     """Two loss curves: every step of the first ``first`` steps (left, where they coincide and part), and all
     steps smoothed over ``k`` (right). Returns the figure."""
     import matplotlib.pyplot as plt
-
     from matplotlib.ticker import MaxNLocator
 
     (name_a, a), (name_b, b) = curves.items()

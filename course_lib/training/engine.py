@@ -261,3 +261,26 @@ def data_wait(summary: dict) -> float:
     """The share of an epoch's iteration time spent waiting for the data loader (0 to 1)."""
     total = summary["data_seconds"] + summary["step_seconds"]
     return summary["data_seconds"] / total if total > 0 else 0.0
+
+
+def train_steps(model: torch.nn.Module, batches: list, lr: float = 0.002, momentum: float = 0.9, seed: int = 0,
+                desc: str = "training", device: torch.device | str = "cpu") -> list[dict[str, float]]:
+    """SGD on ``batches`` (a list of (images, targets)), one step each, from the model's current weights (notebook 07
+    and ``benchmarks/bench_model.py`` train two models side by side with it); the seed is set first, so two
+    models that compute the same numbers draw the same samples. Returns each step's losses (floats, ``loss``
+    their sum)."""
+    model.to(device).train()
+    torch.manual_seed(seed)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum)
+    history = []
+    for images, targets in progress_bar(batches, desc=desc):
+        images = [im.to(device) for im in images]
+        targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+        losses = model(images, targets)
+        loss = sum(losses.values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append({**{k: v.item() for k, v in losses.items()}, "loss": loss.item()})
+    model.eval()
+    return history

@@ -16,8 +16,8 @@ from course_lib.course import checkers
 from course_lib.course.checkers.core import compare, registry, run_checks
 from course_lib.utils.paths import REPO_ROOT as ROOT
 
-NOTEBOOKS = ("01_backbone_fpn", "03_roi_align", "04_heads_mask_branch", "05_coco_dataset", "06_fine_tuning",
-             "08_real_images")
+NOTEBOOKS = ("01_backbone_fpn", "02_anchors_rpn", "03_roi_align", "04_heads_mask_branch", "05_coco_dataset",
+             "06_fine_tuning", "07_your_mask_rcnn", "08_real_images")
 SEEDS = (0, 1, 12345, 2**31 - 1)
 
 
@@ -191,3 +191,44 @@ def test_08_boxes_recomputed_from_the_rotated_masks():
         return torch.rot90(image, 1, dims=(-2, -1)), {**target, "boxes": boxes, "masks": masks}
 
     assert "a box larger than its mask" in catches(checkers.check_rot90_target, from_masks)
+
+
+def test_03_roi_pool_rounding_halves_up_with_floor():
+    def floor_half(feature, box, output_size, spatial_scale=1.0):  # floor(v + 0.5): right for 2.5, wrong for -2.5
+        (out_h, out_w), (C, H, W) = output_size, feature.shape
+        x1, y1, x2, y2 = (math.floor(v + 0.5) for v in (box.float() * torch.tensor(spatial_scale)).tolist())
+
+        def edges(first, last, bins, size):
+            i = torch.arange(bins + 1, dtype=torch.float32) * (torch.tensor(max(last - first + 1, 1.0)) / bins)
+            return list(zip((torch.floor(i[:-1]).long() + first).clamp(0, size).tolist(),
+                            (torch.ceil(i[1:]).long() + first).clamp(0, size).tolist()))
+
+        out = feature.new_zeros(C, out_h, out_w)
+        for i, (r0, r1) in enumerate(edges(y1, y2, out_h, H)):
+            for j, (c0, c1) in enumerate(edges(x1, x2, out_w, W)):
+                if r1 > r0 and c1 > c0:
+                    out[:, i, j] = feature[:, r0:r1, c0:c1].amax(dim=(1, 2))
+        return out
+
+    message = catches(checkers.check_roi_pool_one_box, floor_half)
+    assert "negative corners exactly half-way" in message and "values differ" in message
+
+
+def test_05_annotations_in_the_sidecars_string_order():
+    import numpy as np
+
+    from course_lib.data.masks import mask_to_annotation
+
+    def string_order(instance_map, sidecar, cat_ids, image_id, first_id=1):
+        annotations = []
+        for key in sorted(sidecar):  # "10" < "2" < "9"
+            mask = instance_map == int(key)
+            if not np.any(mask):
+                continue
+            entry = sidecar[key]
+            name, crowd = (entry["category"], entry.get("iscrowd", 0)) if isinstance(entry, dict) else (entry, 0)
+            annotation = mask_to_annotation(mask, first_id + len(annotations), image_id, cat_ids[name])
+            annotations.append({**annotation, "iscrowd": crowd})
+        return annotations
+
+    assert "ids 2, 9, 10, 11" in catches(checkers.check_instance_map_to_annotations, string_order)

@@ -31,6 +31,75 @@ def test_unbalanced_markers_are_errors(bad):
         stub_code(bad, "nb, cell 3")
 
 
+def test_stub_lines_and_the_exercise_message_write_the_learners_stub():
+    src = ('def f(boxes):\n'
+           '    """doc"""\n'
+           '    ### BEGIN SOLUTION\n'
+           '    ### STUB # boxes: (N, 4) float32 -> (N,) float32\n'
+           '    ### STUB total = ...  # (N,)\n'
+           '    ### STUB for box in boxes:\n'
+           '    ### STUB     ...\n'
+           '    ### STUB\n'
+           '    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])\n'
+           '        ### STUB # indented stub lines keep their indentation\n'
+           '    ### EXERCISE: return the (N,) "areas" of the boxes\n'
+           '    return areas\n'
+           '    ### END SOLUTION\n'
+           '\n'
+           'f = check(f)')
+    assert stub_code(src) == ('def f(boxes):\n'
+                              '    """doc"""\n'
+                              '    # boxes: (N, 4) float32 -> (N,) float32\n'
+                              '    total = ...  # (N,)\n'
+                              '    for box in boxes:\n'
+                              '        ...\n'
+                              '\n'
+                              '        # indented stub lines keep their indentation\n'
+                              '    raise NotImplementedError("Exercise: return the (N,) \\"areas\\" of the boxes")\n'
+                              '\n'
+                              'f = check(f)')
+    namespace = {}
+    exec(stub_code(src).replace("f = check(f)", ""), namespace)
+    with pytest.raises(NotImplementedError, match=r'Exercise: return the \(N,\) "areas" of the boxes'):
+        namespace["f"]([])  # the skeleton runs and reaches the raise
+
+
+def test_stub_lines_without_a_message_and_a_message_without_stub_lines():
+    assert stub_code("    ### BEGIN SOLUTION\n    ### STUB x = ...\n    x = 1\n    ### END SOLUTION") == (
+        '    x = ...\n    raise NotImplementedError("Exercise: complete the code above")')
+    assert stub_code("### BEGIN SOLUTION\n### EXERCISE: return x + 1\nreturn x + 1\n### END SOLUTION") == (
+        'raise NotImplementedError("Exercise: return x + 1")')
+
+
+@pytest.mark.parametrize("bad, says", [
+    ("x = 1\n### STUB y = ...", "outside a solution region"),
+    ("x = 1\n### EXERCISE: y", "outside a solution region"),
+    ("    ### BEGIN SOLUTION\n  ### STUB y = ...\n    ### END SOLUTION", "indented less"),
+    ("### BEGIN SOLUTION\n### EXERCISE:\n### END SOLUTION", "says nothing"),
+    ("### BEGIN SOLUTION\n### EXERCISE: a\n### EXERCISE: b\n### END SOLUTION", "a second"),
+    ("### BEGIN SOLUTION\n### STUBS y = ...\n### END SOLUTION", "looks like a marker"),
+    ("### BEGIN SOLUTION\n###STUB y = ...\n### END SOLUTION", "looks like a marker"),
+    ("### BEGIN SOLUTION\n### EXERCISE return y\n### END SOLUTION", "looks like a marker"),
+    ("### Begin Solution\nx = 1\n### END SOLUTION", "looks like a marker"),
+    ("### BEGIN SOLUTION\nx = 1\n## END SOLUTION", "looks like a marker"),
+])
+def test_mistyped_or_misplaced_markers_are_errors_that_name_the_line(bad, says):
+    with pytest.raises(MarkerError, match=says) as err:
+        stub_code(bad, "nb, cell 3")
+    assert str(err.value).startswith("nb, cell 3, line ")
+
+
+def test_every_stub_in_these_notebooks_says_what_to_write():
+    """The exercises of these notebooks carry '### EXERCISE:' (a message saying what to write), not the default."""
+    for name in ("00_overview", "01_backbone_fpn", "03_roi_align", "05_coco_dataset", "08_real_images"):
+        nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+        stubs = ["".join(c["source"]) for c in nb["cells"] if "raise NotImplementedError" in "".join(c["source"])]
+        assert stubs, name
+        for stub in stubs:
+            assert "replace this line with your code" not in stub and "complete the code above" not in stub, (
+                f"{name}: a stub without '### EXERCISE:'\n{stub}")
+
+
 def test_markdown_answers_are_hidden():
     assert stub_markdown("Q?\n<!-- BEGIN SOLUTION -->\nBecause.\n<!-- END SOLUTION -->") == "Q?\n*Your answer here.*"
 

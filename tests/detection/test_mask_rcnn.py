@@ -9,9 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torchvision.models.detection import maskrcnn_resnet50_fpn
-from torchvision.ops import masks_to_boxes
 
-from course_lib.data.shapes import CLASSES, render_sample
+from course_lib.data import shapes as data_shapes
 from course_lib.detection.course_model import build_course_model, load_course_model
 from course_lib.detection.mask_rcnn import (
     PLUGGABLE,
@@ -24,16 +23,13 @@ from course_lib.detection.mask_rcnn import (
 )
 from course_lib.detection.roi_heads import fastrcnn_loss
 from course_lib.ops.roi_align import roi_align_one_box
+from course_lib.training.engine import train_steps
 
 LOSSES = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
 
 
 def shapes_sample(index: int, seed: int = 1):
-    s = render_sample(seed, index)
-    masks = torch.from_numpy(s.masks).to(torch.uint8)
-    target = {"boxes": masks_to_boxes(masks).float(), "masks": masks,
-              "labels": torch.tensor([CLASSES.index(n) + 1 for n in s.labels])}
-    return torch.from_numpy(s.image).permute(2, 0, 1).float() / 255, target
+    return data_shapes.shapes_sample(seed, index)
 
 
 def empty_target(h: int, w: int) -> dict:
@@ -237,21 +233,13 @@ def test_loss_curves_agree_over_8_iterations():
     Only 8 iterations here: later, rounding flips a sampling decision (benchmarks/bench_model.py measures
     100 iterations and says where the curves part).
     """
-    tv = load_course_model().train()
-    ours = from_torchvision(tv).train()
-    batches = [[shapes_sample(2 * i + k, seed=0) for k in range(2)] for i in range(8)]
-    curves = []
-    for model in (tv, ours):
-        torch.manual_seed(0)
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        curve = []
-        for batch in batches:
-            loss = sum(model([b[0] for b in batch], [dict(b[1]) for b in batch]).values())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            curve.append(loss.item())
-        curves.append(torch.tensor(curve))
+    tv = load_course_model()
+    ours = from_torchvision(tv)
+    batches = []
+    for i in range(8):
+        pairs = [shapes_sample(2 * i + k, seed=0) for k in range(2)]
+        batches.append(([p[0] for p in pairs], [p[1] for p in pairs]))
+    curves = [torch.tensor([h["loss"] for h in train_steps(m, batches, lr=0.01, seed=0)]) for m in (tv, ours)]
     rel = ((curves[1] - curves[0]).abs() / curves[0]).max().item()
     assert rel < 0.01, f"loss curves drift apart by {rel:.2%}"
 

@@ -352,3 +352,36 @@ def test_mask_head_pictures_draw():
             plot_mask_branch(torch.rand(3, 56, 56), [(n, t.detach()) for n, t in stages], 0, 1, ["bg", "a", "b"])]
     for fig in figs:
         plt.close(fig)
+
+
+def test_roi_pool_one_box_equals_torchvision_roi_pool():
+    """The reference of 03's RoIPool exercise: halves, boxes off the map, back-to-front boxes, other scales."""
+    from course_lib.lessons.nb03_roi_align import roi_pool_one_box
+
+    g = torch.Generator().manual_seed(11)
+    for t in range(300):
+        H, W = (int(v) for v in torch.randint(1, 14, (2,), generator=g))
+        feature = torch.randn(2, H, W, generator=g)
+        scale = (1.0, 0.5, 0.25, 1 / 16)[t % 4]
+        xy = (torch.rand(2, generator=g) * 1.6 - 0.3) * torch.tensor([W, H]) / scale
+        wh = torch.rand(2, generator=g) * torch.tensor([W, H]) / scale * (-0.1 if t % 7 == 0 else 1.2)
+        box = torch.cat([xy, xy + wh])
+        if t % 3 == 0:
+            box = (box * 2 * scale).round() / (2 * scale)  # corners exactly on half cells
+        size = tuple(int(v) for v in torch.randint(1, 8, (2,), generator=g))
+        expected = torchvision.ops.roi_pool(feature[None], [box[None]], size, scale)[0]
+        assert torch.equal(roi_pool_one_box(feature, box, size, scale), expected), (t, box.tolist(), size, scale)
+
+
+def test_roi_pool_one_box_rounds_halves_away_from_zero_and_bins_in_float32():
+    from course_lib.lessons.nb03_roi_align import roi_pool_one_box
+
+    ramp = torch.arange(31.0).expand(1, 31, 31).contiguous()  # cell (i, j) holds j: a bin's max is its last column
+    # 29 cells in 7 bins: in float32 the last bin ends at cell 29 (value 28); float64's 7 * (29 / 7) would reach 30.
+    assert roi_pool_one_box(ramp, torch.tensor([0.0, 0.0, 28.0, 28.0]), (1, 7), 1.0)[0, 0, -1] == 28
+    feature = torch.arange(16.0).reshape(1, 4, 4)
+    assert roi_pool_one_box(feature, torch.tensor([2.5, 0.0, 2.5, 0.0]), (1, 1), 1.0).item() == 3.0  # 2.5 -> 3
+    # x1 = -0.5 rounds to -1 (torch.round would give 0): three cells -1, 0, 1, the first off the map, so 0.
+    out = roi_pool_one_box(feature + 1, torch.tensor([-0.5, 0.0, 1.0, 0.0]), (1, 3), 1.0)
+    assert out.flatten().tolist() == [0.0, 1.0, 2.0]
+    assert roi_pool_one_box(feature, torch.tensor([40.0, 40.0, 50.0, 50.0]), (2, 2), 1.0).abs().sum() == 0

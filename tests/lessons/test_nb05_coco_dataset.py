@@ -134,3 +134,32 @@ def test_quiz_ids_of_the_notebook_exist():
     ids = [q for q in BANK if q.startswith("coco-")]
     assert sorted(ids) == ["coco-annotation-format", "coco-area", "coco-bbox-format", "coco-iscrowd", "coco-naive-flip"]
     assert all(BANK[q].notebook == "05_coco_dataset" for q in ids)
+
+
+# ---- Exercise 2: an instance map and its sidecar -> the image's annotations ------------------------------
+
+def test_instance_map_to_annotations_is_what_build_coco_dataset_writes(tmp_path):
+    from course_lib.data.coco_build import instance_map_to_annotations
+
+    ann_file = make_shapes_dataset(tmp_path / "shapes", num_images=3, seed=5, progress=False)
+    data = json.loads(ann_file.read_text())
+    cat_ids = {c["name"]: c["id"] for c in data["categories"]}
+    for image in data["images"]:
+        stem = image["file_name"].rsplit(".", 1)[0]
+        id_map = np.array(Image.open(tmp_path / "shapes" / "masks" / f"{stem}.png"))
+        sidecar = json.loads((tmp_path / "shapes" / "masks" / f"{stem}.json").read_text())
+        expected = [a for a in data["annotations"] if a["image_id"] == image["id"]]
+        assert instance_map_to_annotations(id_map, sidecar, cat_ids, image["id"], expected[0]["id"]) == expected
+
+
+def test_instance_map_to_annotations_crowds_gaps_absent_ids_and_numeric_order():
+    from course_lib.data.coco_build import instance_map_to_annotations
+
+    id_map = np.zeros((20, 20), np.uint16)
+    id_map[1:4, 1:4], id_map[5:9, 5:9], id_map[12:18, 2:19] = 9, 10, 300
+    sidecar = {"300": {"category": "b", "iscrowd": 1}, "10": {"category": "a"}, "9": "b", "7": "a"}
+    anns = instance_map_to_annotations(id_map, sidecar, {"a": 1, "b": 2}, image_id=4, first_id=50)
+    assert [(a["id"], a["category_id"], a["iscrowd"], a["area"]) for a in anns] == [
+        (50, 2, 0, 9.0), (51, 1, 0, 16.0), (52, 2, 1, 102.0)]  # 9 before 10 before 300; "7" has no pixels
+    assert all(isinstance(a["segmentation"]["counts"], str) and a["image_id"] == 4 for a in anns)
+    assert instance_map_to_annotations(np.zeros((4, 4), np.uint8), {}, {}, 1) == []

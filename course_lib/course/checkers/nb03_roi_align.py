@@ -1,14 +1,20 @@
 """Checkers for 03_roi_align's exercises.
+
+* ``check_roi_pool_one_box``: RoIPool of one box (C's rounding of the corners, float32 bin edges, max per bin),
+  against ``course_lib.lessons.nb03_roi_align.roi_pool_one_box`` (equal to ``torchvision.ops.roi_pool``).
+* ``check_bilinear_interpolate``, ``check_roi_align_one_box``, ``check_assign_fpn_levels``: RoIAlign's parts.
 """
 
 import torch
 import torchvision
 
 from course_lib.course.checkers.core import Case, checker
+from course_lib.lessons.nb03_roi_align import roi_pool_one_box
 from course_lib.ops.poolers import assign_fpn_levels
 from course_lib.ops.roi_align import bilinear_interpolate
 
-__all__ = ["check_assign_fpn_levels", "check_bilinear_interpolate", "check_roi_align_one_box"]
+__all__ = ["check_assign_fpn_levels", "check_bilinear_interpolate", "check_roi_align_one_box",
+           "check_roi_pool_one_box"]
 
 
 def _feature(shape, seed):
@@ -147,3 +153,62 @@ check_assign_fpn_levels = checker(
     hidden_cases=_hidden_level_cases,
     hint="Hint: s = sqrt((x2 - x1) * (y2 - y1)); k = floor(canonical_level + log2(s / canonical_scale) + 1e-6), "
          "clamped to [k_min, k_max]; return k - k_min as int64.")
+
+
+def _roi_pool_cases() -> list[Case]:
+    f16 = _feature((3, 10, 10), 4)  # the notebook's stride-16 map of a 160 x 160 image
+    f4 = _feature((4, 12, 16), 5)  # a stride-4 map of a 48 x 64 image
+    ramp = _feature((2, 31, 31), 6) + torch.arange(31.0) + torch.arange(31.0)[:, None]  # the max is a bin's last cell
+    t = torch.tensor
+    return [Case("the notebook's box on the stride-16 map, 3x3 bins", (f16, t([21.0, 35.0, 135.0, 118.0]), (3, 3),
+                                                                       1 / 16)),
+            Case("7x7 bins on a stride-4 map", (f4, t([6.5, 5.2, 41.3, 30.8]), (7, 7), 0.25)),
+            Case("non-square output (2, 5)", (f4, t([2.8, 9.5, 60.2, 40.1]), (2, 5), 0.25)),
+            Case("corners exactly half-way between cells round up (2.5 -> 3, 4.5 -> 5)",
+                 (f4, t([10.0, 18.0, 50.0, 38.0]), (3, 3), 0.25)),
+            Case("more bins than cells: neighbouring bins share cells", (f4, t([8.0, 8.0, 17.0, 14.0]), (7, 7), 0.25)),
+            Case("a box smaller than a cell is one cell", (f4, t([20.6, 21.1, 21.4, 21.9]), (2, 2), 0.25)),
+            Case("partly outside the map: bins off the map are 0", (f16, t([-90.0, -44.0, 60.0, 90.0]), (4, 4),
+                                                                     1 / 16)),
+            Case("a 29-cell box in 7 bins: float32 edges (in float64, 7 * (29 / 7) rounds up to 30)",
+                 (ramp, t([0.0, 0.0, 28.0, 28.0]), (7, 7), 1.0))]
+
+
+def _hidden_roi_pool_cases(seed: int) -> list[Case]:
+    """Never shown in the notebook: negative corners exactly half-way (-1.5 rounds to -2, not -1), boxes over the
+    right and bottom edges and wholly outside, a box given back to front (one cell), another map and random boxes."""
+    g = torch.Generator().manual_seed(seed)
+    H, W = (int(v) for v in torch.randint(6, 16, (2,), generator=g))
+    f = torch.randn(3, H, W, generator=g)
+    scale = [0.5, 0.25, 0.125][int(torch.randint(0, 3, (1,), generator=g))]
+
+    def size() -> tuple[int, int]:
+        return tuple(int(v) for v in torch.randint(1, 8, (2,), generator=g))
+
+    def box(lo: float = -0.2, hi: float = 1.2) -> torch.Tensor:  # a random box in image pixels
+        xy = (lo + torch.rand(2, 2, generator=g) * (hi - lo)) * torch.tensor([W, H]) / scale
+        return torch.cat([xy.min(0).values, xy.max(0).values])
+
+    half = torch.tensor([-1.5, -2.5, 3.5, 4.5]) / scale  # cells -1.5, -2.5: C rounds them to -2, -3
+    k = int(torch.randint(0, 3, (1,), generator=g))
+    half[2:] += k / scale
+    return [Case("negative corners exactly half-way round away from zero (-1.5 -> -2)", (f, half, (5, 5), scale)),
+            Case(f"a random box at scale {scale}", (f, box(), size(), scale)),
+            Case("another random box, 1 bin", (f, box(), (1, 1), scale)),
+            Case("a box over the right and bottom edges", (f, box(0.6, 1.5), size(), scale)),
+            Case("a box wholly outside the map reads 0",
+                 (f, torch.tensor([W + 3.0, H + 2.0, W + 9.0, H + 7.0]) / scale, (3, 3), scale)),
+            Case("a box given back to front (x2 < x1) pools one cell",
+                 (f, torch.tensor([3.0, 2.0, 1.0, 0.5]) / scale, (2, 3), scale))]
+
+
+check_roi_pool_one_box = checker(
+    "check_roi_pool_one_box", roi_pool_one_box, _roi_pool_cases, notebook="03_roi_align",
+    hidden_cases=_hidden_roi_pool_cases, atol=0.0,
+    hint=["Work one axis at a time: the snapped box's first cell and its length in cells, then the (start, end) "
+          "cell range of each bin; the output is a loop over bin rows and bin columns.",
+          "C's round is floor(abs(v) + 0.5) with the sign of v. For the edges, bin = torch.tensor(length, "
+          "dtype=torch.float32) / bins; with i = torch.arange(bins + 1, dtype=torch.float32) * bin, bin b starts "
+          "at floor(i[b]) and ends at ceil(i[b + 1]) (end excluded), both plus the first cell, clamped to [0, size].",
+          "out = feature.new_zeros(C, out_h, out_w); out[:, i, j] = feature[:, r0:r1, c0:c1].amax(dim=(1, 2)) "
+          "when r1 > r0 and c1 > c0, else it stays 0."])

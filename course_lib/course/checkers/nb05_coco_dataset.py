@@ -2,6 +2,9 @@
 
 * ``check_mask_to_coco_annotation``: one binary mask -> one COCO annotation (RLE, area, xywh bbox),
   against ``course_lib.coco.mask_to_annotation``.
+* ``check_instance_map_to_annotations``: one image's instance-id map and its sidecar -> its COCO annotations
+  (crowd flags, instances listed without pixels, consecutive ids over id gaps), against
+  ``course_lib.data.coco_build.instance_map_to_annotations``.
 * ``check_instance_map_to_target``: an instance-id map and its categories -> the target dict a
   torchvision Mask R-CNN trains on, against ``instance_map_to_target`` below.
 """
@@ -12,10 +15,11 @@ import numpy as np
 import torch
 
 from course_lib.course.checkers.core import Case, checker
+from course_lib.data.coco_build import instance_map_to_annotations
 from course_lib.data.masks import mask_to_annotation
 from course_lib.data.shapes import render_sample
 
-__all__ = ["check_instance_map_to_target", "check_mask_to_coco_annotation"]
+__all__ = ["check_instance_map_to_annotations", "check_instance_map_to_target", "check_mask_to_coco_annotation"]
 
 NOTEBOOK = "05_coco_dataset"
 
@@ -80,6 +84,68 @@ check_mask_to_coco_annotation = checker(
           "rle = mask_utils.encode(np.asfortranarray(mask != 0, dtype=np.uint8)); area = "
           "float(mask_utils.area(rle)); bbox = [float(v) for v in mask_utils.toBbox(rle)]; decode "
           "rle['counts'] to a str; and add iscrowd 0."])
+
+
+CAT_IDS = {"circle": 1, "square": 2, "triangle": 3}
+
+
+def _shapes_map(seed: int, size=(48, 64)) -> tuple[np.ndarray, dict]:
+    """A shapes image's instance map and its sidecar, as the shapes generator writes them."""
+    sample = render_sample(seed, 0, size=size)
+    return sample.instance_map, {str(k): name for k, name in enumerate(sample.labels, 1)}
+
+
+def _blocks(shape, blocks, dtype=np.uint8) -> np.ndarray:
+    m = np.zeros(shape, dtype)
+    for k, (y0, y1, x0, x1) in blocks:
+        m[y0:y1, x0:x1] = k
+    return m
+
+
+def _annotations_cases() -> list[Case]:
+    shapes, shapes_sidecar = _shapes_map(2)
+    gaps = _blocks((16, 20), [(1, (1, 4, 2, 9)), (4, (6, 10, 2, 5)), (9, (12, 15, 6, 18))])
+    crowd = _blocks((20, 24), [(1, (2, 8, 2, 8)), (2, (10, 18, 3, 21)), (3, (2, 7, 14, 20))])
+    cropped = _blocks((12, 12), [(1, (1, 5, 1, 5)), (3, (6, 11, 6, 11))])
+    return [Case("a shapes image and its sidecar", (shapes, shapes_sidecar, CAT_IDS, 7, 1)),
+            Case("instance ids with gaps (1, 4, 9): annotation ids stay consecutive from first_id",
+                 (gaps, {"1": "circle", "4": "square", "9": "triangle"}, CAT_IDS, 2, 20)),
+            Case("a crowd region: {'category': ..., 'iscrowd': 1}",
+                 (crowd, {"1": "circle", "2": {"category": "square", "iscrowd": 1}, "3": "circle"}, CAT_IDS, 3, 5)),
+            Case("the sidecar lists an instance with no pixels (cropped away)",
+                 (cropped, {"1": "square", "2": "circle", "3": "triangle"}, CAT_IDS, 4, 11)),
+            Case("no instances: no annotations", (np.zeros((8, 10), np.uint8), {}, CAT_IDS, 5, 1))]
+
+
+def _hidden_annotations_cases(seed: int) -> list[Case]:
+    """Never shown in the notebook: ids 2, 9, 10, 11 (sorted as strings, "10" comes before "2" and "9"), a
+    16-bit map with ids above 255 and an instance in two parts, a dict entry without "iscrowd" (0), another
+    shapes image and a first id drawn from the seed."""
+    rng = np.random.default_rng(seed)
+    first = int(rng.integers(1, 500))
+    names = list(CAT_IDS)
+    tens = _blocks((30, 30), [(2, (1, 6, 1, 6)), (9, (8, 14, 2, 9)), (10, (16, 22, 12, 27)), (11, (24, 29, 3, 8))])
+    tens_sidecar = {str(k): names[int(rng.integers(0, 3))] for k in (2, 9, 10, 11)}
+    big = _blocks((18, 22), [(300, (2, 6, 3, 9)), (1000, (8, 15, 1, 6)), (300, (9, 16, 14, 20))], np.uint16)
+    shapes, shapes_sidecar = _shapes_map(int(rng.integers(0, 10_000)), size=(40, 56))
+    crowd_key = str(1 + int(rng.integers(0, len(shapes_sidecar))))
+    shapes_sidecar[crowd_key] = {"category": shapes_sidecar[crowd_key], "iscrowd": 1}
+    return [Case("ids 2, 9, 10, 11: in increasing order as numbers", (tens, tens_sidecar, CAT_IDS, 1, first)),
+            Case("16-bit ids 300 and 1000; instance 300 in two parts; an entry without 'iscrowd'",
+                 (big, {"1000": {"category": "triangle"}, "300": "square"}, CAT_IDS, 9, first)),
+            Case("another shapes image with one crowd region", (shapes, shapes_sidecar, CAT_IDS, 2, first))]
+
+
+check_instance_map_to_annotations = checker(
+    "check_instance_map_to_annotations", instance_map_to_annotations, _annotations_cases, notebook=NOTEBOOK,
+    hidden_cases=_hidden_annotations_cases,
+    hint=["Let the map decide which instances there are (and in which order), and the sidecar only what each "
+          "one is: keys in the sidecar are strings, ids in the map numbers.",
+          "An entry is a name or a dict with 'category' and maybe 'iscrowd' (0 when absent). Number the "
+          "annotations with a counter of your own, not with the instance id.",
+          "for k in np.unique(instance_map), skipping 0: entry = sidecar[str(int(k))]; ann = "
+          "mask_to_annotation(instance_map == k, first_id + len(annotations), image_id, cat_ids[name]) with "
+          "ann['iscrowd'] = crowd; append it."])
 
 
 def instance_map_to_target(instance_map: torch.Tensor, categories: dict[int, int]) -> dict:
