@@ -36,7 +36,7 @@ def test_failure_names_the_case_what_differs_and_a_hint(capsys):
     assert check_filter_detections(strict) is filter_detections
     out = capsys.readouterr().out
     assert "FAIL check_filter_detections, case 'score exactly at the threshold is kept'" in out
-    assert "shape" in out and "Hint:" in out
+    assert "shape" in out and "Hint 1/2:" in out
 
 
 def test_exceptions_are_reported_not_raised(capsys):

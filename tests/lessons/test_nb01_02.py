@@ -87,7 +87,7 @@ def test_fpn_merge_checker(capsys):
     assert capsys.readouterr().out.startswith("PASS check_fpn_merge: all 4 cases")
     assert check_fpn_merge(fpn_merge_no_top_down) is fpn_merge
     out = capsys.readouterr().out
-    assert "FAIL check_fpn_merge, case '4 levels from a 128x128 image'" in out and "Hint:" in out
+    assert "FAIL check_fpn_merge, case '4 levels from a 128x128 image'" in out and "Hint 1/3:" in out
     assert check_fpn_merge(fpn_merge_scale_factor) is fpn_merge
     assert "odd image size 97x131" in capsys.readouterr().out
     assert check_fpn_merge(stub) is fpn_merge

@@ -32,15 +32,16 @@ check_filter_detections = checker(
     "check_filter_detections", filter_detections, _detection_cases, notebook="00_overview",
     hidden_cases=lambda seed: [Case("10 detections, threshold 0.4", (fake_detections(10, seed=seed), 0.4)),
                                Case("7 detections, threshold 0.6", (fake_detections(7, seed=seed + 1), 0.6))],
-    hint="Hint: build one boolean index from output['scores'] >= score_threshold and apply it to every "
-         "tensor in the dict.")
+    hint=["Every tensor in the output dict has one row per detection: decide once which rows to keep.",
+          "Build one boolean index from output['scores'] >= score_threshold and apply it to every tensor in the "
+          "dict (boxes, labels, scores, masks alike)."])
 
 
 check_binarize_masks = checker(
     "check_binarize_masks", binarize_masks, _masks_cases, notebook="00_overview",
     hidden_cases=lambda seed: [Case("soft masks, threshold 0.6", (fake_detections(5, seed=seed)["masks"], 0.6))],
-    hint="Hint: masks arrive as (N, 1, H, W) probabilities; drop the channel dimension and compare with the "
-         "threshold to get (N, H, W) bool.")
+    hint=["Look at the shape first: the masks arrive as (N, 1, H, W) probabilities, the answer is (N, H, W).",
+          "Drop the channel dimension (masks[:, 0]) and compare with the threshold to get bool."])
 
 
 def _match_cases() -> list[Case]:

@@ -60,6 +60,7 @@ def _hidden_cases(seed: int) -> list[Case]:
 
 check_fpn_merge = checker(
     "check_fpn_merge", fpn_merge, _cases, notebook=NOTEBOOK, hidden_cases=_hidden_cases,
-    hint="Hint: start at the top, last = inner_blocks[-1](features[-1]); going down, add "
-         "F.interpolate(last, size=lateral.shape[-2:], mode='nearest') to the level's lateral map (size=, "
-         "not scale_factor=2); apply layer_blocks[i] to each merged map and return them finest first.")
+    hint=["The merge runs top-down: start from the coarsest level's lateral (1x1) map and walk to the finest.",
+          "Going down, upsample the running map to the next level's size with F.interpolate(..., size=lateral."
+          "shape[-2:], mode='nearest') (size=, not scale_factor=2: odd sizes) and add that level's lateral map.",
+          "Apply layer_blocks[i] (the 3x3 conv) to each merged map and return them finest first."])

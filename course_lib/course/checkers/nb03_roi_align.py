@@ -134,25 +134,29 @@ def _hidden_level_cases(seed: int) -> list[Case]:
 check_bilinear_interpolate = checker(
     "check_bilinear_interpolate", bilinear_interpolate, _bilinear_cases, notebook="03_roi_align",
     hidden_cases=_hidden_bilinear_cases,
-    hint="Hint: return zeros when y < -1, y > H, x < -1 or x > W; clamp negative coordinates to 0; "
-         "y_low = int(y), and when y_low >= H - 1 use the last row for both y_low and y_high (same for x); "
-         "then mix the four cells with weights (1-ly)(1-lx), (1-ly)lx, ly(1-lx), ly*lx.")
+    hint=["Points far outside the map read 0: y < -1, y > H, x < -1 or x > W. Points in [-1, 0) are clamped to 0.",
+          "y_low = int(y); at or past the last row (y_low >= H - 1) use the last row for both y_low and y_high "
+          "(the same for x).",
+          "Mix the four cells with weights (1-ly)(1-lx), (1-ly)lx, ly(1-lx), ly*lx, where ly = y - y_low."])
 
 
 check_roi_align_one_box = checker(
     "check_roi_align_one_box", torchvision_roi_align_one_box, _roi_align_cases, notebook="03_roi_align",
     hidden_cases=_hidden_roi_align_cases,
-    hint="Hint: per axis, start = coordinate * spatial_scale - (0.5 if aligned else 0); the length is end - start, "
-         "at least 1 when aligned is False; bin = length / bins; samples per bin = sampling_ratio, or "
-         "ceil(length / bins) when it is <= 0; sample s of bin i sits at start + i*bin + (s + 0.5) * bin / samples. "
-         "Average the linear_weights rows of a bin's samples, then einsum('ih,chw,jw->cij', Wy, feature, Wx).")
+    hint=["Work one axis at a time: build Wy (out_h, H) and Wx (out_w, W), then out = Wy @ F @ Wx.T per channel.",
+          "Per axis: start = coordinate * spatial_scale - (0.5 if aligned else 0); length = end - start, at least 1 "
+          "when aligned is False; bin = length / bins; samples per bin = sampling_ratio, or ceil(length / bins) "
+          "when it is <= 0.",
+          "Sample s of bin i sits at start + i * bin + (s + 0.5) * bin / samples; average the linear_weights rows of "
+          "a bin's samples, then torch.einsum('ih,chw,jw->cij', Wy, feature, Wx)."])
 
 
 check_assign_fpn_levels = checker(
     "check_assign_fpn_levels", assign_fpn_levels, _level_cases, notebook="03_roi_align",
     hidden_cases=_hidden_level_cases,
-    hint="Hint: s = sqrt((x2 - x1) * (y2 - y1)); k = floor(canonical_level + log2(s / canonical_scale) + 1e-6), "
-         "clamped to [k_min, k_max]; return k - k_min as int64.")
+    hint=["The level depends on the box's scale s = sqrt(area), compared with canonical_scale on a log2 scale.",
+          "k = floor(canonical_level + log2(s / canonical_scale) + 1e-6), clamped to [k_min, k_max]; return "
+          "k - k_min as int64 (an index into the list of feature maps)."])
 
 
 def _roi_pool_cases() -> list[Case]:

@@ -209,7 +209,8 @@ def _hidden_target_cases(seed: int) -> list[Case]:
 check_instance_map_to_target = checker(
     "check_instance_map_to_target", instance_map_to_target, _target_cases, notebook=NOTEBOOK,
     hidden_cases=_hidden_target_cases,
-    hint="Hint: ids = torch.unique(instance_map) without 0; masks = (instance_map[None] == ids[:, None, None]) "
-         "as uint8; each box is [x_min, y_min, x_max + 1, y_max + 1] as float32 (torchvision.ops.masks_to_boxes "
-         "gives x_max, not x_max + 1); labels[i] = categories[int(ids[i])] as int64; with no instances return "
-         "shapes (0, 4), (0,) and (0, H, W).")
+    hint=["Let the map say which instances exist: its distinct values other than 0, in increasing order.",
+          "One uint8 mask per instance (instance_map[None] == ids[:, None, None]); its label from categories "
+          "(keyed by the instance id) as int64.",
+          "Each box is [x_min, y_min, x_max + 1, y_max + 1] as float32 (masks_to_boxes gives x_max, not x_max + 1); "
+          "with no instances return shapes (0, 4), (0,) and (0, H, W)."])

@@ -58,11 +58,11 @@ def check_get_instance_segmentation_model(fn):
     result = run_checks(
         "check_get_instance_segmentation_model", _summarised(fn), _summarised(get_instance_segmentation_model),
         _head_cases(), notebook=NOTEBOOK,
-        hint="Hint: read in_features off model.roi_heads.box_predictor.cls_score and build "
-             "FastRCNNPredictor(in_features, num_classes); read the mask predictor's width off "
-             "model.roi_heads.mask_predictor.conv5_mask (in_channels, out_channels) and build "
-             "MaskRCNNPredictor(in_channels, hidden, num_classes); leave every other layer as it is and "
-             "return the model. num_classes already counts the background.")
+        hint=["Only the two predictors depend on the number of classes: replace them, keep every other layer, and "
+              "return the model (num_classes already counts the background).",
+              "Read the widths off the old layers: in_features of model.roi_heads.box_predictor.cls_score for "
+              "FastRCNNPredictor(in_features, num_classes); in_channels and out_channels of "
+              "model.roi_heads.mask_predictor.conv5_mask for MaskRCNNPredictor(in_channels, hidden, num_classes)."])
     return fn if result else get_instance_segmentation_model
 
 
@@ -119,6 +119,7 @@ def _hidden_mask_cases(seed: int) -> list[Case]:
 check_mask_iou = checker(
     "check_mask_iou", mask_iou, _mask_cases, notebook=NOTEBOOK,
     hidden_cases=_hidden_mask_cases,
-    hint="Hint: flatten to (N, H*W) and (M, H*W) floats; the intersections are one matrix product "
-         "(a @ b.T); union = area_a[:, None] + area_b[None, :] - intersection; where the union is 0 "
-         "return 0. The result is (N, M) float32.")
+    hint=["Treat each mask as a vector of 0s and 1s: flatten to (N, H*W) and (M, H*W) floats.",
+          "All intersections at once are one matrix product (a @ b.T); union = area_a[:, None] + area_b[None, :] - "
+          "intersection.",
+          "Where the union is 0 (two empty masks) return 0, not NaN. The result is (N, M) float32."])
