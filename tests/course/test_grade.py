@@ -64,7 +64,9 @@ def test_honest_answer_with_one_wrong_exercise_loses_only_that_one_and_quizzes_c
     assert statuses(report) == {"check_filter_detections": "pass", "check_binarize_masks": "fail"}
     masks = by_name(report)["check_binarize_masks"]
     assert "case 'typical soft masks'" in masks["message"] and "shape" in masks["message"]
-    assert masks["hint"].startswith("Hint")
+    from course_lib.course.checkers import check_binarize_masks
+
+    assert masks["hint"] == check_binarize_masks.hint[0], "the feedback gives the first hint step, not the answer"
     quizzes = {q["id"]: q["status"] for q in report["quizzes"]}
     assert quizzes["overview-maskrcnn-addition"] == "right" and quizzes["overview-annotation-format"] == "wrong"
     assert list(quizzes.values()).count("unanswered") == len(quizzes) - 2
@@ -129,12 +131,12 @@ def test_real_notebook_02_answers_earn_full_marks_and_calling_the_op_earns_nothi
                       name="02_anchors_rpn.ipynb")
     report = grade.grade(honest, timeout=240)
     assert report["error"] is None
-    assert {e["status"] for e in report["exercises"]} == {"pass"} and len(report["exercises"]) == 4
-    assert sum(e["points"] for e in report["exercises"]) == 4
+    assert {e["status"] for e in report["exercises"]} == {"pass"} and len(report["exercises"]) == 5
+    assert sum(e["points"] for e in report["exercises"]) == 5
 
     forged = notebook(
         tmp_path / "mallory", "import torch, torchvision\nfrom course_lib import check_box_iou, check_encode_boxes, "
-        "check_decode_boxes, check_nms\nfrom course_lib.ops.boxes import nms as _nms  # an alias, taken early",
+        "check_decode_boxes, check_nms, check_rpn_loss\nfrom course_lib.ops.boxes import nms as _nms  # an alias, taken early",
         "box_iou = check_box_iou(lambda a, b: torchvision.ops.box_iou(a, b))",
         "from course_lib.detection._utils import BoxCoder\n"
         "encode_boxes = check_encode_boxes(lambda g, a, weights=(1., 1., 1., 1.): BoxCoder(weights).encode(g, a))",
@@ -145,6 +147,8 @@ def test_real_notebook_02_answers_earn_full_marks_and_calling_the_op_earns_nothi
         "import sys\ndef nms(boxes, scores, iou_threshold):\n"
         "    sys.setprofile(None)  # switch the grader's tripwire off first\n"
         "    return _nms(boxes, scores, iou_threshold)\nnms = check_nms(nms)",
+        "from course_lib.detection.rpn import compute_loss, rpn_loss as _rpn_loss\n"
+        "rpn_loss = check_rpn_loss(lambda *args: _rpn_loss(*args))",
         name="02_anchors_rpn.ipynb")
     report = grade.grade(forged, timeout=240)
     e = by_name(report)
@@ -152,6 +156,7 @@ def test_real_notebook_02_answers_earn_full_marks_and_calling_the_op_earns_nothi
     assert e["check_encode_boxes"]["status"] == "forbidden" and "BoxCoder.encode" in e["check_encode_boxes"]["message"]
     assert e["check_decode_boxes"]["status"] == "fail"
     assert e["check_nms"]["status"] == "forbidden"
+    assert e["check_rpn_loss"]["status"] == "forbidden"
     assert report["score"] == 0
 
 

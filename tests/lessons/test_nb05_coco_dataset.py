@@ -15,6 +15,7 @@ from course_lib.course.checkers.nb05_coco_dataset import (
     instance_map_to_target,
     reference_mask_to_annotation,
 )
+from course_lib.course.checkers.core import _hints_shown, hint
 from course_lib.course.quiz import BANK
 from course_lib.data.coco_dataset import CocoInstanceDataset
 from course_lib.data.shapes import make_shapes_dataset
@@ -111,9 +112,13 @@ def test_target_masks_to_boxes_off_by_one_fails(capsys):
         t = instance_map_to_target(instance_map, categories)
         return {**t, "boxes": torchvision.ops.masks_to_boxes(t["masks"])}
 
+    _hints_shown.pop("check_instance_map_to_target", None)  # hint steps count per session: start at step 1
     check_instance_map_to_target(off_by_one)
     out = capsys.readouterr().out
-    assert "FAIL check_instance_map_to_target" in out and "boxes" in out and "x_max + 1" in out
+    assert "FAIL check_instance_map_to_target" in out and "result['boxes']" in out and "Hint 1/3" in out
+    assert "x_max + 1" not in out, "the first hint step does not give the answer away"
+    hint("check_instance_map_to_target")
+    assert "x_max + 1" in hint("check_instance_map_to_target"), "the last step names the box convention"
 
 
 def test_target_agrees_with_coco_instance_dataset(tmp_path):
