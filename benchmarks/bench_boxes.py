@@ -81,8 +81,9 @@ def main() -> None:
             for thr in (0.5, 0.7):
                 keep = torchvision.ops.nms(boxes, scores, thr)
                 assert torch.equal(nms(boxes, scores, thr), keep), "nms differs from torchvision"
-                mo, mt, r = ratio(lambda: nms(boxes, scores, thr),
-                                  lambda: torchvision.ops.nms(boxes, scores, thr), args.repeats)
+                mo, mt, r = ratio(lambda boxes=boxes, scores=scores, thr=thr: nms(boxes, scores, thr),
+                                  lambda boxes=boxes, scores=scores, thr=thr: torchvision.ops.nms(boxes, scores, thr),
+                                  args.repeats)
                 if n == 5000:
                     worst_5000 = max(worst_5000, r)
                 print(f"  {kind:9s} n={n:4d} iou>{thr}  {len(keep):5d}  {mo * 1e3:7.1f} ms "
@@ -95,8 +96,8 @@ def main() -> None:
              ("20 gt x 20000 anchors", uniform_boxes(20)[0], uniform_boxes(20000, 1)[0])]
     for name, b1, b2 in cases:
         torch.testing.assert_close(box_iou(b1, b2), torchvision.ops.box_iou(b1, b2))
-        mo, mt, r = ratio(lambda: box_iou(b1, b2), lambda: torchvision.ops.box_iou(b1, b2),
-                          args.repeats)
+        mo, mt, r = ratio(lambda b1=b1, b2=b2: box_iou(b1, b2),
+                          lambda b1=b1, b2=b2: torchvision.ops.box_iou(b1, b2), args.repeats)
         print(f"  {name:24s}  {mo * 1e3:8.1f} ms {mt * 1e3:8.1f} ms   {r:5.2f}")
 
 

@@ -115,7 +115,7 @@ def breakdown(models: dict, run_one, repeats: int, top: int = 12) -> None:
             for name in (list(models) if r % 2 == 0 else list(models)[::-1]):
                 timer = timers[name]
                 timer.totals = dict.fromkeys(STAGES, 0.0)
-                total = timed(lambda: run_one(models[name]))
+                total = timed(lambda name=name: run_one(models[name]))
                 for stage in STAGES:
                     stage_times[name][stage].append(timer.totals[stage])
                 stage_times[name]["rest"].append(total - sum(timer.totals.values()))
@@ -135,7 +135,7 @@ def breakdown(models: dict, run_one, repeats: int, top: int = 12) -> None:
         print(f"  cProfile of {name}, top {top} by cumulative time within the library/torchvision ops:")
         stats = pstats.Stats(prof)
         rows = []
-        for (file, line, fn), (_, ncalls, tottime, cumtime, _) in stats.stats.items():
+        for (file, _line, fn), (_, ncalls, tottime, cumtime, _) in stats.stats.items():
             if ("course_lib" in file and "/ops/" in file) or ("torchvision/ops" in file) or "roi_heads" in file \
                     or "rpn" in file or "transform" in file or "poolers" in file:
                 rows.append((cumtime, tottime, ncalls, f"{Path(file).parent.name}/{Path(file).name}:{fn}"))
@@ -143,7 +143,7 @@ def breakdown(models: dict, run_one, repeats: int, top: int = 12) -> None:
             print(f"    {cum:8.3f} s cum {tot:8.3f} s own {n:6d} calls  {label}")
         print(f"  cProfile of {name}, top {top // 2} by own time (any function):")
         own = sorted(((v[2], v[1], k) for k, v in stats.stats.items()), reverse=True)[:top // 2]
-        for tot, n, (file, line, fn) in own:
+        for tot, n, (file, _line, fn) in own:
             print(f"    {tot:8.3f} s own {n:6d} calls  {Path(file).name}:{fn}")
 
 
@@ -161,7 +161,7 @@ def detection_differences(a: list[dict], b: list[dict], atol=1e-4, mask_atol=1e-
     """'' when ``b`` has the detections of ``a`` (the tolerances of tests/detection/test_mask_rcnn.py: boxes
     within ``atol`` + 1e-6 relative, scores within ``atol``, masks within ``mask_atol``), else what differs."""
     problems = []
-    for i, (x, y) in enumerate(zip(a, b)):
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
         if len(x["boxes"]) != len(y["boxes"]) or not torch.equal(x["labels"], y["labels"]):
             problems.append(f"image {i}: {len(x['boxes'])} vs {len(y['boxes'])} detections or other labels")
             continue

@@ -83,13 +83,13 @@ def main() -> None:
         fn(x, boxes, *args_).backward(grad_out)
 
     times = {(name, kind): [] for name in impls for kind in ("fwd", "fwd+bwd")}
-    for name, fn in impls.items():  # warm-up
+    for _name, fn in impls.items():  # warm-up
         forward(fn)
         forward_backward(fn)
     for _ in range(args.repeats):  # interleaved, so drifting load hits both alike
         for name, fn in impls.items():
-            times[name, "fwd"].append(_time(lambda: forward(fn)))
-            times[name, "fwd+bwd"].append(_time(lambda: forward_backward(fn)))
+            times[name, "fwd"].append(_time(lambda fn=fn: forward(fn)))
+            times[name, "fwd+bwd"].append(_time(lambda fn=fn: forward_backward(fn)))
 
     med = {key: statistics.median(v) for key, v in times.items()}
     print(

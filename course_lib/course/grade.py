@@ -156,8 +156,8 @@ def _forbidden_keys(check) -> tuple[list, list[str], dict[str, str]]:
     def add(obj, label):
         obj = inspect.unwrap(getattr(obj, "__func__", obj))
         code = getattr(obj, "__code__", None)
-        if code is None and callable(obj) and hasattr(type(obj), "__call__"):
-            code = getattr(getattr(type(obj), "__call__", None), "__code__", None)
+        if code is None and callable(obj) and callable(type(obj)):
+            code = getattr(type(obj).__call__, "__code__", None)
         if code is not None:
             key = (code.co_filename, code.co_firstlineno, code.co_name)
             keys.append(key)

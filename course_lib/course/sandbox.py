@@ -15,9 +15,9 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 SITECUSTOMIZE = '''\
 """Course grading sandbox: memory limit and no network for this process (written by course_lib.course.sandbox)."""

@@ -40,7 +40,7 @@ def masks_to_coco(masks: np.ndarray | Sequence[np.ndarray], category_ids: int | 
     if len(cats) != n or len(crowd) != n:
         raise ValueError(f"{n} masks but {len(cats)} category ids and {len(crowd)} iscrowd values")
     annotations = []
-    for i, (mask, cat, c) in enumerate(zip(masks, cats, crowd)):
+    for i, (mask, cat, c) in enumerate(zip(masks, cats, crowd, strict=True)):
         if mask.ndim != 2 or mask.shape != masks[0].shape:
             raise ValueError(f"mask {i} has shape {mask.shape}; expected (H, W) = {masks[0].shape[-2:]}")
         if not mask.any():
@@ -78,7 +78,7 @@ def images_and_masks_to_coco(records: Iterable[tuple[str, np.ndarray, list[int]]
     images, annotations = [], []
     for image_id, (file_name, masks, cat_ids) in enumerate(records, start=1):
         images.append({"id": image_id, "file_name": file_name, "height": h, "width": w})
-        for mask, cat in zip(masks, cat_ids):
+        for mask, cat in zip(masks, cat_ids, strict=True):
             annotations.append(mask_to_annotation(mask, len(annotations) + 1, image_id, cat))
     return {"info": info or {}, "images": images, "annotations": annotations, "categories": categories}
 

@@ -119,7 +119,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
 
 def collate_fn(batch):
     """Detection batches are lists: images differ in size and targets in length."""
-    return tuple(zip(*batch))
+    return tuple(zip(*batch, strict=True))
 
 
 def get_transform(train: bool):

@@ -334,7 +334,7 @@ def _check_annotation(a: dict, img_by_id, sizes, cat_by_id, add) -> None:
         ys = [v for p in seg for v in p[1::2]]
         boxes.append([min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)])
         areas.append(sum(abs(_shoelace(np.reshape(p, (-1, 2)))) for p in seg))
-    if bbox is not None and all(max(abs(b - c) for b, c in zip(bbox, box)) > 1.0 for box in boxes):
+    if bbox is not None and all(max(abs(b - c) for b, c in zip(bbox, box, strict=True)) > 1.0 for box in boxes):
         add(f"bbox {bbox} does not match the segmentation's box {boxes[0]}")
     if area is not None and all(abs(area - c) > max(1.0, 0.01 * c) for c in areas):
         add(f"area {area} does not match the segmentation's {pixels:g} pixels")

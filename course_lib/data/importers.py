@@ -360,7 +360,8 @@ def normalise_coco(in_file: str | Path, out_file: str | Path, image_dir: str | P
         images = {im["id"]: im for im in data["images"]}
         cats, anns = data["categories"], data["annotations"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise CocoFormatError(f"cannot read {in_file}", [f"{in_file}: not a COCO file ({type(e).__name__}: {e})"])
+        raise CocoFormatError(f"cannot read {in_file}",
+                              [f"{in_file}: not a COCO file ({type(e).__name__}: {e})"]) from e
     problems, changed = [], []
     shift = 1 if cats and min(c["id"] for c in cats) == 0 else 0
     if shift:

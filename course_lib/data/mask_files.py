@@ -101,7 +101,7 @@ def read_mask_file(path: str | Path, kind: str = "binary", size: tuple[int, int]
                                 f"({_some(values)}); saved with lossy compression?")
         return arr != 0
     if kind == "ids" and not allow_tiny:
-        ids = {int(v): int(n) for v, n in zip(values, counts) if v != 0}
+        ids = {int(v): int(n) for v, n in zip(values, counts, strict=True) if v != 0}
         if ids:
             biggest = max(ids.values())
             tiny = sorted(k for k, n in ids.items() if n < NOISE_PIXELS and n * NOISE_RATIO <= biggest)

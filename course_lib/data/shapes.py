@@ -59,7 +59,7 @@ def shape_outline(name: str, cx: float, cy: float, r: float, angle: float) -> li
     if name == "star":
         outer = _regular_polygon(5, cx, cy, r, angle)
         inner = _regular_polygon(5, cx, cy, 0.45 * r, angle + math.pi / 5)
-        return [p for pair in zip(outer, inner) for p in pair]
+        return [p for pair in zip(outer, inner, strict=True) for p in pair]
     if name == "cross":
         a, b = r, 0.35 * r  # arm length and half-width
         pts = [(b, a), (b, b), (a, b), (a, -b), (b, -b), (b, -a), (-b, -a), (-b, -b), (-a, -b), (-a, b), (-b, b), (-b, a)]

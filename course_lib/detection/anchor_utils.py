@@ -46,7 +46,7 @@ def grid_anchors(grid_sizes, strides, cell_anchors) -> list[Tensor]:
             "number of sizes / aspect ratios specified.')"
         )
     anchors = []
-    for (grid_h, grid_w), (stride_h, stride_w), base in zip(grid_sizes, strides, cell_anchors):
+    for (grid_h, grid_w), (stride_h, stride_w), base in zip(grid_sizes, strides, cell_anchors, strict=True):
         # Integer shifts, as torchvision (exact for any image size).
         shifts_x = torch.arange(0, grid_w, dtype=torch.int32, device=base.device) * stride_w
         shifts_y = torch.arange(0, grid_h, dtype=torch.int32, device=base.device) * stride_h
@@ -77,7 +77,7 @@ def anchors_for_image(image_size, feature_sizes, sizes, aspect_ratios,
     ``image_size // feature_size`` (integer division), as in torchvision.
     """
     sizes, aspect_ratios = _as_levels(sizes, aspect_ratios)
-    cells = [generate_anchors(s, r, dtype, device) for s, r in zip(sizes, aspect_ratios)]
+    cells = [generate_anchors(s, r, dtype, device) for s, r in zip(sizes, aspect_ratios, strict=False)]
     strides = [(image_size[0] // h, image_size[1] // w) for h, w in feature_sizes]
     return grid_anchors([tuple(f) for f in feature_sizes], strides, cells)
 
@@ -92,7 +92,7 @@ class AnchorGenerator(nn.Module):
     def __init__(self, sizes=((128, 256, 512),), aspect_ratios=((0.5, 1.0, 2.0),)):
         super().__init__()
         self.sizes, self.aspect_ratios = _as_levels(sizes, aspect_ratios)
-        self.cell_anchors = [generate_anchors(s, r) for s, r in zip(self.sizes, self.aspect_ratios)]
+        self.cell_anchors = [generate_anchors(s, r) for s, r in zip(self.sizes, self.aspect_ratios, strict=False)]
 
     def generate_anchors(self, scales, aspect_ratios, dtype=torch.float32, device="cpu") -> Tensor:
         """The same as the module-level ``generate_anchors``: the cell anchors of one level (torchvision's method)."""
@@ -100,7 +100,7 @@ class AnchorGenerator(nn.Module):
 
     def num_anchors_per_location(self) -> list[int]:
         """Anchors per cell for each level (the RPN head predicts this many per cell)."""
-        return [len(s) * len(r) for s, r in zip(self.sizes, self.aspect_ratios)]
+        return [len(s) * len(r) for s, r in zip(self.sizes, self.aspect_ratios, strict=False)]
 
     def forward(self, image_list, feature_maps: list[Tensor]) -> list[Tensor]:
         """``image_list``: a torchvision ``ImageList`` (padded batch ``tensors`` (B, C, H, W));

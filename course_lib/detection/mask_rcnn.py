@@ -153,7 +153,7 @@ class MaskRCNN(nn.Module):
 
     def postprocess(self, detections: list[dict], image_shapes, original_image_sizes) -> list[dict]:
         """Boxes back to the input image's pixels; each (1, 28, 28) mask pasted into its box there."""
-        for det, resized, original in zip(detections, image_shapes, original_image_sizes):
+        for det, resized, original in zip(detections, image_shapes, original_image_sizes, strict=True):
             det["boxes"] = resize_boxes(det["boxes"], resized, original)
             if "masks" in det:
                 det["masks"] = self.paste_masks(det["masks"], det["boxes"], original)
@@ -165,7 +165,7 @@ class MaskRCNN(nn.Module):
             return paste_masks_in_image(masks, boxes, image_shape)
         if len(masks) == 0:
             return masks.new_zeros((0, 1, *image_shape))
-        return torch.stack([self.paste_mask(m[0], b, image_shape) for m, b in zip(masks, boxes)])[:, None]
+        return torch.stack([self.paste_mask(m[0], b, image_shape) for m, b in zip(masks, boxes, strict=True)])[:, None]
 
 
 # ------------------------------------------------------------------------------------------ plugging in

@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
-
-from torch import nn
+from torch import Tensor, nn
 
 from course_lib.detection._utils import BalancedPositiveNegativeSampler, Matcher, decode_boxes, encode_boxes
 from course_lib.ops.boxes import batched_nms, box_iou, clip_boxes_to_image, nms, remove_small_boxes
@@ -98,13 +96,13 @@ def select_training_samples(proposals: list[Tensor], targets: list[dict[str, Ten
     """
     dtype, device = proposals[0].dtype, proposals[0].device
     gt_boxes = [t["boxes"].to(dtype) for t in targets]
-    proposals = [torch.cat((p, gt)) for p, gt in zip(proposals, gt_boxes)]
+    proposals = [torch.cat((p, gt)) for p, gt in zip(proposals, gt_boxes, strict=True)]
     matched = [assign_targets_to_proposals(p, gt, t["labels"], matcher, box_iou)
-               for p, gt, t in zip(proposals, gt_boxes, targets)]
+               for p, gt, t in zip(proposals, gt_boxes, targets, strict=True)]
     matched_idxs, labels = [m for m, _ in matched], [lbl for _, lbl in matched]
     pos, neg = fg_bg_sampler(labels)
     sampled_proposals, sampled_idxs, sampled_labels, regression_targets = [], [], [], []
-    for i, (p_mask, n_mask) in enumerate(zip(pos, neg)):
+    for i, (p_mask, n_mask) in enumerate(zip(pos, neg, strict=True)):
         keep = torch.where(p_mask | n_mask)[0]
         gt = gt_boxes[i] if gt_boxes[i].numel() else torch.zeros((1, 4), dtype=dtype, device=device)
         sampled_proposals.append(proposals[i][keep])
@@ -151,7 +149,7 @@ def postprocess_detections(
 
     all_boxes, all_scores, all_labels = [], [], []
     for boxes, scores, image_shape in zip(
-        pred_boxes.split(boxes_per_image), pred_scores.split(boxes_per_image), image_shapes
+        pred_boxes.split(boxes_per_image), pred_scores.split(boxes_per_image), image_shapes, strict=True
     ):
         boxes = clip_boxes_to_image(boxes, image_shape)
         labels = torch.arange(num_classes, device=boxes.device).expand_as(scores)
@@ -216,9 +214,9 @@ def maskrcnn_loss(
         (a finite 0 that keeps the graph connected), as torchvision returns.
     """
     M = mask_logits.shape[-1]
-    labels = torch.cat([lbl[idx] for lbl, idx in zip(gt_labels, mask_matched_idxs)])
+    labels = torch.cat([lbl[idx] for lbl, idx in zip(gt_labels, mask_matched_idxs, strict=True)])
     targets = torch.cat(
-        [project_masks_on_boxes(m, p, i, M) for m, p, i in zip(gt_masks, proposals, mask_matched_idxs)]
+        [project_masks_on_boxes(m, p, i, M) for m, p, i in zip(gt_masks, proposals, mask_matched_idxs, strict=True)]
     )
     if targets.numel() == 0:  # the mean of nothing would be NaN
         return mask_logits.sum() * 0
@@ -349,14 +347,14 @@ class RoIHeads(nn.Module):
             boxes, scores, labels = postprocess_detections(
                 class_logits, box_regression, proposals, image_shapes, self.bbox_reg_weights, self.score_thresh,
                 self.nms_thresh, self.detections_per_img, self.decode_boxes, self.nms)
-            result = [{"boxes": b, "labels": lbl, "scores": s} for b, s, lbl in zip(boxes, scores, labels)]
+            result = [{"boxes": b, "labels": lbl, "scores": s} for b, s, lbl in zip(boxes, scores, labels, strict=True)]
 
         if self.has_mask():
             if self.training:
                 # Masks are learnt on the positive sampled proposals only (their matched gt's mask).
                 positive = [torch.where(lbl > 0)[0] for lbl in labels]
-                mask_proposals = [p[pos] for p, pos in zip(proposals, positive)]
-                pos_matched_idxs = [m[pos] for m, pos in zip(matched_idxs, positive)]
+                mask_proposals = [p[pos] for p, pos in zip(proposals, positive, strict=True)]
+                pos_matched_idxs = [m[pos] for m, pos in zip(matched_idxs, positive, strict=True)]
             else:
                 mask_proposals = [r["boxes"] for r in result]
             mask_logits = self.mask_predictor(self.mask_head(self.mask_roi_pool(features, mask_proposals,
@@ -365,6 +363,7 @@ class RoIHeads(nn.Module):
                 losses["loss_mask"] = self.maskrcnn_loss(mask_logits, mask_proposals, [t["masks"] for t in targets],
                                                          [t["labels"] for t in targets], pos_matched_idxs)
             else:
-                for mask_prob, r in zip(maskrcnn_inference(mask_logits, [r["labels"] for r in result]), result):
+                for mask_prob, r in zip(maskrcnn_inference(mask_logits, [r["labels"] for r in result]), result,
+                                        strict=True):
                     r["masks"] = mask_prob
         return result, losses

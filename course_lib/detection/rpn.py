@@ -62,7 +62,7 @@ def concat_box_prediction_layers(box_cls: list[Tensor], box_regression: list[Ten
     """Head outputs of all levels -> objectness ``(N * total_anchors, 1)`` and deltas
     ``(N * total_anchors, 4)``, image-major, in the same order as the anchors."""
     cls_flat, reg_flat = [], []
-    for cls, reg in zip(box_cls, box_regression):
+    for cls, reg in zip(box_cls, box_regression, strict=True):
         N, AxC, H, W = cls.shape
         A = reg.shape[1] // 4
         cls_flat.append(permute_and_flatten(cls, N, A, AxC // A, H, W))
@@ -121,7 +121,7 @@ def filter_proposals(proposals: Tensor, objectness: Tensor, image_shapes: list[t
     objectness_prob = torch.sigmoid(objectness)
 
     final_boxes, final_scores = [], []
-    for boxes, scores, lvl, img_shape in zip(proposals, objectness_prob, levels, image_shapes):
+    for boxes, scores, lvl, img_shape in zip(proposals, objectness_prob, levels, image_shapes, strict=True):
         boxes = clip_boxes_to_image(boxes, img_shape)
         keep = remove_small_boxes(boxes, min_size)
         boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
@@ -146,7 +146,7 @@ def proposal_recall(proposals, gt_boxes, iou_thresholds=(0.5, 0.7), counts=(10, 
     thresholds = torch.as_tensor(iou_thresholds, dtype=torch.float32)
     found = torch.zeros(len(counts), len(thresholds))
     total = 0
-    for props, gt in zip(proposals, gt_boxes):
+    for props, gt in zip(proposals, gt_boxes, strict=True):
         total += len(gt)
         if len(gt) == 0 or len(props) == 0:
             continue
@@ -249,13 +249,13 @@ class RegionProposalNetwork(nn.Module):
             if targets is None:
                 raise ValueError("targets should not be None")
             labels, matched_gt_boxes = [], []
-            for anchors_per_image, target in zip(anchors, targets):
+            for anchors_per_image, target in zip(anchors, targets, strict=True):
                 lbl, gt = assign_targets_to_anchors(anchors_per_image, target["boxes"], self.proposal_matcher,
                                                     box_iou=self.box_iou)
                 labels.append(lbl)
                 matched_gt_boxes.append(gt)
             regression_targets = [self.encode_boxes(gt, a, self.box_coder_weights)
-                                  for gt, a in zip(matched_gt_boxes, anchors)]
+                                  for gt, a in zip(matched_gt_boxes, anchors, strict=True)]
             loss_objectness, loss_rpn_box_reg = compute_loss(objectness, pred_bbox_deltas, labels,
                                                              regression_targets, self.fg_bg_sampler, self.rpn_loss)
             losses = {"loss_objectness": loss_objectness, "loss_rpn_box_reg": loss_rpn_box_reg}

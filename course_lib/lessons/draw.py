@@ -53,7 +53,7 @@ def draw_instances(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tenso
         canvas = draw_segmentation_masks(canvas, masks.bool().cpu(), alpha=alpha, colors=colours)
     names = [class_names[lab] if lab < len(class_names) else str(lab) for lab in labels.tolist()]
     if scores is not None:
-        names = [f"{n} {s:.2f}" for n, s in zip(names, scores.tolist())]
+        names = [f"{n} {s:.2f}" for n, s in zip(names, scores.tolist(), strict=True)]
     if len(boxes):
         canvas = draw_bounding_boxes(canvas, boxes.cpu(), labels=names, colors=colours, width=width,
                                      font=_FONT if _FONT.exists() else None,

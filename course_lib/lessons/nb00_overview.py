@@ -143,7 +143,7 @@ def _place_labels(ax, boxes: list[list[float]], texts: list[str], colours: list[
     renderer = canvas.get_renderer() if hasattr(canvas, "get_renderer") else ax.figure._get_renderer()
     frame = ax.get_window_extent(renderer)
     placed, artists = [], []
-    for (x1, y1, x2, y2), text, col in zip(boxes, texts, colours):
+    for (x1, y1, x2, y2), text, col in zip(boxes, texts, colours, strict=True):
         spots = [(x1, y1, "left", "bottom"), (x1, y1, "left", "top"), (x1, y2, "left", "top"),
                  (x1, y2, "left", "bottom"), (x2, y1, "right", "bottom"), (x2, y1, "right", "top"),
                  (x2, y2, "right", "top"), (x2, y2, "right", "bottom")]
@@ -176,7 +176,7 @@ def _draw_panel(ax, image: torch.Tensor, boxes, labels, masks, class_names: list
         canvas = draw_segmentation_masks(canvas, masks.bool().cpu(), alpha=0.45, colors=colours)
     h, w = canvas.shape[-2:]
     ax.imshow(canvas.permute(1, 2, 0).numpy(), interpolation="nearest", extent=(0, w, h, 0))
-    for (x1, y1, x2, y2), col in zip(torch.as_tensor(boxes).tolist(), colours):
+    for (x1, y1, x2, y2), col in zip(torch.as_tensor(boxes).tolist(), colours, strict=True):
         ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=col, lw=1.5))
     ax.set_xlim(0, w)
     ax.set_ylim(h, 0)
@@ -184,7 +184,7 @@ def _draw_panel(ax, image: torch.Tensor, boxes, labels, masks, class_names: list
     ax.axis("off")
     names = [class_names[lab] if lab < len(class_names) else str(lab) for lab in labels.tolist()]
     if scores is not None:
-        names = [f"{n} {s:.2f}" for n, s in zip(names, scores.tolist())]
+        names = [f"{n} {s:.2f}" for n, s in zip(names, scores.tolist(), strict=True)]
     ax._course_labels = (torch.as_tensor(boxes).tolist(), names, colours)  # placed once the layout is final
 
 
@@ -210,7 +210,7 @@ def detections_figure(samples: list, outputs: list[dict], class_names: list[str]
     for ax in axes.flat:
         ax.axis("off")
     panels = iter(axes.flat)
-    for (image, target), out in zip(samples, outputs):
+    for (image, target), out in zip(samples, outputs, strict=True):
         _draw_panel(next(panels), image, target["boxes"], target["labels"], target.get("masks"), class_names,
                     title=f"image {target['image_id']}: ground truth")
         kept = filter_detections(out, score_threshold)
@@ -263,7 +263,7 @@ def describe_photo_results(results: dict, class_names: list[str], score_threshol
     for name, (seen, out) in results.items():
         kept = filter_detections(out, score_threshold)
         found = ", ".join(f"{class_names[lab]} {score:.2f}" for lab, score in
-                          zip(kept["labels"][:top].tolist(), kept["scores"][:top].tolist()))
+                          zip(kept["labels"][:top].tolist(), kept["scores"][:top].tolist(), strict=True))
         more = f" and {len(kept['scores']) - top} more" if len(kept["scores"]) > top else ""
         lines.append(f"{name:9s} seen at {seen.shape[-1]}x{seen.shape[-2]}: {len(kept['scores'])} detection(s) "
                      f"with score >= {score_threshold:.2f}" + (f": {found}{more}" if found else ""))
@@ -273,7 +273,7 @@ def describe_photo_results(results: dict, class_names: list[str], score_threshol
 def photo_figure(results: dict, class_names: list[str], score_threshold: float = 0.5, size: float = 4.0):
     """Each photo as the model saw it, with its detections at ``score_threshold`` (one panel per photo)."""
     fig, axes = plt.subplots(1, len(results), figsize=(size * len(results), size * 0.85), squeeze=False)
-    for ax, (name, (seen, out)) in zip(axes.flat, results.items()):
+    for ax, (name, (seen, out)) in zip(axes.flat, results.items(), strict=True):
         kept = filter_detections(out, score_threshold)
         _draw_panel(ax, seen, kept["boxes"], kept["labels"], binarize_masks(kept["masks"]), class_names,
                     kept["scores"], title=f"{name} ({seen.shape[-1]}x{seen.shape[-2]} px): "

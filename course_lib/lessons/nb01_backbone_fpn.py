@@ -53,7 +53,7 @@ def shape_table(backbone, image_sizes: list[tuple[int, int]]) -> str:
     lines = [header]
     for level, stride in STRIDES.items():
         row = f"{level:6s}{stride:>7d}{real[0][level][1]:>10d}"
-        for pred, got in zip(predicted, real):
+        for pred, got in zip(predicted, real, strict=True):
             ph, pw = pred[level]
             gh, gw = got[level][0]
             cell = f"{ph}x{pw} ok" if (ph, pw) == (gh, gw) else f"{ph}x{pw}!={gh}x{gw}"
@@ -74,7 +74,7 @@ def fpn_diagram():
     channels = [64, 128, 256, 512]
     x_c, x_add, x_p = 1.4, 5.2, 8.6
     arrow = dict(arrowstyle="-|>", mutation_scale=12, color="#444444", lw=1.2)
-    for k, (y, s, ch) in enumerate(zip(ys, sides, channels)):
+    for k, (y, s, ch) in enumerate(zip(ys, sides, channels, strict=True)):
         lvl, stride = k + 2, 4 * 2 ** k
         ax.add_patch(FancyBboxPatch((x_c - s / 2, y - s / 2), s, s, boxstyle="round,pad=0.02", fc="#cfe2f3",
                                     ec="#444444"))
@@ -119,7 +119,7 @@ def stride_grid_figure(image: Tensor, levels: list[str], cell: tuple[int, int] |
     """
     h, w = image.shape[-2:]
     fig, axes = _axes(len(levels), size)
-    for ax, level in zip(axes.flat, levels):
+    for ax, level in zip(axes.flat, levels, strict=True):
         s = STRIDES[level]
         gh, gw = feature_shapes((h, w))[level]
         ax.set_facecolor("#eeeeee")
@@ -275,7 +275,7 @@ def receptive_field_figure(image: Tensor, erf: dict[str, tuple[Tensor, tuple[int
     h, w = image.shape[-2:]
     for ax in axes.flat:
         ax.axis("off")
-    for ax, (level, (g, (cx, cy))) in zip(axes.flat, erf.items()):
+    for ax, (level, (g, (cx, cy))) in zip(axes.flat, erf.items(), strict=False):
         _show(ax, image, grey=True)
         ax.imshow(g.numpy(), cmap="hot", alpha=0.75, extent=(0, w, h, 0), vmin=0, vmax=1)
         ax.plot([cx + 0.5], [cy + 0.5], "o", color="cyan", ms=4, mec="black", mew=0.6)  # pixel centre

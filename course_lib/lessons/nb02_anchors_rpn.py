@@ -28,7 +28,7 @@ def anchor_figure(image: Tensor, anchors: list[Tensor], feature_sizes: list[tupl
     ``sizes`` (one per level) and ``ratios`` only label the picture."""
     h, w = image.shape[-2:]
     fig, axes = _axes(len(anchors), size)
-    for k, (ax, a, (gh, gw)) in enumerate(zip(axes.flat, anchors, feature_sizes)):
+    for k, (ax, a, (gh, gw)) in enumerate(zip(axes.flat, anchors, feature_sizes, strict=True)):
         stride = h // gh
         a = a.view(gh, gw, anchors_per_cell, 4)
         centre = a[gh // 2, gw // 2]
@@ -61,7 +61,7 @@ def anchor_figure(image: Tensor, anchors: list[Tensor], feature_sizes: list[tupl
 def iou_figure(pairs: list[tuple[Tensor, Tensor]], ious: list[float], size: float = 2.6):
     """One panel per pair of boxes: both boxes, their overlap filled, and the IoU."""
     fig, axes = _axes(len(pairs), size)
-    for ax, (a, b), iou in zip(axes.flat, pairs, ious):
+    for ax, (a, b), iou in zip(axes.flat, pairs, ious, strict=True):
         _box(ax, a, "#4363d8", lw=2)
         _box(ax, b, "#e6194b", lw=2)
         ix1, iy1 = max(a[0], b[0]), max(a[1], b[1])
@@ -87,10 +87,11 @@ def anchor_label_counts(labels: Tensor, best_iou: Tensor, num_anchors_per_level:
     best IoU < ``high``), neutral and negative anchors."""
     lines = [f"{'level':6s}{'anchors':>9s}{'positive':>10s}{'(low-quality)':>15s}{'neutral':>9s}{'negative':>10s}"]
     totals = [0, 0, 0, 0, 0]
-    for k, (lab, iou) in enumerate(zip(labels.split(num_anchors_per_level), best_iou.split(num_anchors_per_level))):
+    for k, (lab, iou) in enumerate(zip(labels.split(num_anchors_per_level), best_iou.split(num_anchors_per_level),
+                                       strict=True)):
         row = [len(lab), int((lab == 1).sum()), int(((lab == 1) & (iou < high)).sum()), int((lab == -1).sum()),
                int((lab == 0).sum())]
-        totals = [t + r for t, r in zip(totals, row)]
+        totals = [t + r for t, r in zip(totals, row, strict=True)]
         lines.append(f"{'P' + str(k + 2):6s}{row[0]:>9d}{row[1]:>10d}{row[2]:>15d}{row[3]:>9d}{row[4]:>10d}")
     lines.append(f"{'all':6s}{totals[0]:>9d}{totals[1]:>10d}{totals[2]:>15d}{totals[3]:>9d}{totals[4]:>10d}")
     return "\n".join(lines)
@@ -106,12 +107,12 @@ def anchor_labels_figure(image: Tensor, gt_boxes: Tensor, anchors: Tensor, label
     titles = [f"{int(pos.sum())} positive anchors\n(dashed: low-quality match, IoU < {high})",
               f"{int(neu.sum())} neutral anchors\n(IoU in [0.3, 0.7): ignored)",
               f"{int(neg.sum())} negative anchors (centres)\n(IoU < 0.3 with every object)"]
-    for ax, title in zip(axes.flat, titles):
+    for ax, title in zip(axes.flat, titles, strict=True):
         _show(ax, image, grey=True)
         for g in gt_boxes:
             _box(ax, g, GT, lw=1.0, ls=":")
         ax.set_title(title, fontsize=9)
-    for a, iou in zip(anchors[pos], best_iou[pos]):
+    for a, iou in zip(anchors[pos], best_iou[pos], strict=True):
         _box(axes[0, 0], a, POS, lw=2.0, ls="-" if iou >= high else "--")
     for a in anchors[neu]:
         _box(axes[0, 1], a, NEU, lw=0.8, alpha=0.8)
@@ -153,7 +154,7 @@ def sampling_figure(image: Tensor, gt_boxes: Tensor, anchors: Tensor, labels: Te
     xs = torch.arange(3).float()
     ax.bar((xs - 0.2).numpy(), avail, width=0.4, color="#bbbbbb", label="available")
     ax.bar((xs + 0.2).numpy(), taken, width=0.4, color=[POS, NEG, NEU])
-    for x, a, t in zip(xs.tolist(), avail, taken):
+    for x, a, t in zip(xs.tolist(), avail, taken, strict=True):
         ax.text(x - 0.2, a, str(a), ha="center", va="bottom", fontsize=8)
         ax.text(x + 0.2, max(t, 1), str(t), ha="center", va="bottom", fontsize=8)
     ax.set_yscale("log")
@@ -273,7 +274,7 @@ def objectness_figure(image: Tensor, maps: list[Tensor], gt_boxes: Tensor | None
     fig, axes = _axes(len(maps) + 1, size)
     _show(axes[0, 0], image)
     axes[0, 0].set_title("image", fontsize=9)
-    for k, (ax, m) in enumerate(zip(axes.flat[1:], maps)):
+    for k, (ax, m) in enumerate(zip(axes.flat[1:], maps, strict=True)):
         m = (m[0].max(dim=0).values if m.dim() == 4 else m).cpu()  # (B, A, H, W) -> max over anchors
         s = h / m.shape[-2]
         im = ax.imshow(m.numpy(), cmap="viridis", vmin=0, vmax=1, interpolation="nearest",
@@ -299,7 +300,7 @@ def _draw_proposals(ax, image, boxes, scores, gt_boxes, title):
         for g in gt_boxes:
             _box(ax, g, GT, lw=1.2, ls=":")
     cmap = plt.get_cmap("plasma")
-    for b, s in list(zip(boxes.cpu(), scores.cpu()))[::-1]:  # best drawn last, on top
+    for b, s in list(zip(boxes.cpu(), scores.cpu(), strict=True))[::-1]:  # best drawn last, on top
         _box(ax, b, cmap(float(s)), lw=1.2)
     ax.set_xlim(-1, w + 1)
     ax.set_ylim(h + 1, -1)
@@ -313,7 +314,7 @@ def proposals_figure(image: Tensor, panels: list[tuple[Tensor, Tensor, str]], gt
     """One panel per ``(boxes, scores, title)``: proposals coloured by objectness (yellow = high),
     ground truth dotted white."""
     fig, axes = _axes(len(panels), size)
-    for ax, (boxes, scores, title) in zip(axes.flat, panels):
+    for ax, (boxes, scores, title) in zip(axes.flat, panels, strict=True):
         _draw_proposals(ax, image, boxes, scores, gt_boxes, title)
     sm = plt.cm.ScalarMappable(cmap="plasma", norm=plt.Normalize(0, 1))
     fig.colorbar(sm, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01, label="objectness")
@@ -333,8 +334,8 @@ def recall_curve(out: RPNOutput, gt_boxes: list[Tensor], counts: list[int], iou_
 def recall_figure(counts: list[int], curves: dict[str, Tensor], iou_thresholds=(0.5, 0.7), size: float = 3.6):
     """Recall against the number of proposals kept, one panel per IoU threshold, one line per curve."""
     fig, axes = _axes(len(iou_thresholds), size * 1.2)
-    for t, (ax, thr) in enumerate(zip(axes.flat, iou_thresholds)):
-        for (label, curve), style in zip(curves.items(), ["o-", "s--", "^:", "d-."]):
+    for t, (ax, thr) in enumerate(zip(axes.flat, iou_thresholds, strict=True)):
+        for (label, curve), style in zip(curves.items(), ["o-", "s--", "^:", "d-."], strict=False):
             ax.plot(counts, curve[:, t].numpy(), style, label=label, ms=4)
         ax.set_xscale("log")
         ax.set_xticks(counts, [str(c) for c in counts], fontsize=7)

@@ -8,7 +8,7 @@ functions draw them (matplotlib).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -38,8 +38,8 @@ def roi_pool_bins(box: Sequence[float], output_size, spatial_scale: float, featu
     rois = torch.tensor([[0.0, *map(float, box)]])
     (x1, y1, x2, y2), (h0, h1), (w0, w1) = quantise_rois(rois, (out_h, out_w), spatial_scale, tuple(feature_size))
     return {"cells": (int(x1), int(y1), int(x2), int(y2)),
-            "rows": list(zip(h0[0].tolist(), h1[0].tolist())),
-            "cols": list(zip(w0[0].tolist(), w1[0].tolist()))}
+            "rows": list(zip(h0[0].tolist(), h1[0].tolist(), strict=True)),
+            "cols": list(zip(w0[0].tolist(), w1[0].tolist(), strict=True))}
 
 
 def roi_pool_one_box(feature: Tensor, box: Tensor, output_size, spatial_scale: float = 1.0) -> Tensor:
@@ -73,7 +73,7 @@ def roi_pool_one_box(feature: Tensor, box: Tensor, output_size, spatial_scale: f
         bin_size = torch.tensor(length, dtype=torch.float32) / bins
         i = torch.arange(bins + 1, dtype=torch.float32) * bin_size
         lo, hi = torch.floor(i[:-1]).long() + start, torch.ceil(i[1:]).long() + start
-        return list(zip(lo.clamp(0, size).tolist(), hi.clamp(0, size).tolist()))
+        return list(zip(lo.clamp(0, size).tolist(), hi.clamp(0, size).tolist(), strict=True))
 
     out = feature.new_zeros(C, out_h, out_w)
     for i, (r0, r1) in enumerate(edges(y1, y2, out_h, H)):
@@ -98,7 +98,7 @@ def sample_points(box: Sequence[float], output_size, spatial_scale: float = 1.0,
     rois = torch.tensor([[0.0, *map(float, box)]], dtype=torch.float64)
     axes = _box_geometry(rois, (out_h, out_w), spatial_scale, sampling_ratio, aligned)
     result = []
-    for (start, bin_size, grid), out_len in zip(axes, (out_h, out_w)):
+    for (start, bin_size, grid), out_len in zip(axes, (out_h, out_w), strict=True):
         g = int(grid[0])
         bins = torch.arange(out_len, dtype=torch.float64)[:, None]
         s = torch.arange(g, dtype=torch.float64)[None, :]
@@ -244,7 +244,7 @@ def plot_sampling_points(box: Sequence[float], output_size, stride: int, feature
     H, W = feature_size
     x1, y1, x2, y2 = map(float, box)
     fig, axes = plt.subplots(1, len(settings), figsize=(5 * len(settings), 5), squeeze=False)
-    for k, (ax, (ratio, aligned)) in enumerate(zip(axes[0], settings)):
+    for k, (ax, (ratio, aligned)) in enumerate(zip(axes[0], settings, strict=True)):
         ys, xs = sample_points(box, output_size, 1.0 / stride, ratio, aligned)
         per_bin = ys.shape[1] * xs.shape[1]
         title = titles[k] if titles else f"sampling_ratio={ratio}, aligned={aligned}"

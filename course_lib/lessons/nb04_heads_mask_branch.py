@@ -122,7 +122,7 @@ def box_panels(image: Tensor, panels: list[dict], size: float = 4.0):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size), squeeze=False)
-    for ax, panel in zip(axes[0], panels):
+    for ax, panel in zip(axes[0], panels, strict=True):
         plot_boxes(ax, image, **panel)
     fig.tight_layout()
     return fig
@@ -174,7 +174,7 @@ def plot_mask_branch(crop: Tensor, stages: list[tuple[str, Tensor]], index: int,
     fig, axes = plt.subplots(1, len(picked) + 2, figsize=(2.6 * (len(picked) + 2), 3.1))
     axes[0].imshow(to_uint8(crop).permute(1, 2, 0).numpy())
     axes[0].set_title("the RoI in the image", fontsize=9)
-    for ax, (name, x) in zip(axes[1:], picked):
+    for ax, (name, x) in zip(axes[1:], picked, strict=False):
         ax.imshow(features_to_rgb([x[index]])[0].permute(1, 2, 0).numpy())
         ax.set_title(f"{name.split(':')[0]}\n{tuple(x.shape[1:])}", fontsize=9)
     name, logits = stages[-1]

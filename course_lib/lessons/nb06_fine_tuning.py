@@ -18,7 +18,7 @@ def plot_loss_curves(history: list[dict], smooth: int = 5, terms: list[str] | No
 
     terms = terms or [k for k in history[0]["iters"] if k != "loss"] + ["loss"]
     fig, axes = plt.subplots(1, len(terms), figsize=(2.6 * len(terms), 2.6), squeeze=False)
-    for ax, term in zip(axes[0], terms):
+    for ax, term in zip(axes[0], terms, strict=True):
         values = np.concatenate([h["iters"][term] for h in history])
         x = np.arange(1, len(values) + 1)
         ax.plot(x, values, color="#4363d8", alpha=0.3, lw=0.8)
@@ -42,7 +42,7 @@ def plot_pr_curves(curves: list[PRCurve], class_names: list[str] | None = None, 
 
     ious = sorted({c.iou for c in curves})
     fig, axes = plt.subplots(1, len(ious), figsize=(4 * len(ious), 3.6), squeeze=False)
-    for ax, iou in zip(axes[0], ious):
+    for ax, iou in zip(axes[0], ious, strict=True):
         for c in (c for c in curves if c.iou == iou):
             name = class_names[c.category_id] if class_names else str(c.category_id)
             ax.plot(c.recall, c.precision, color=colour(c.category_id), lw=1.8, label=f"{name} (AP {c.ap:.3f})")
@@ -134,7 +134,8 @@ def draw_error(image: torch.Tensor, output: dict, target: dict, kind: str, entry
         box_tensor = ((box_tensor - torch.tensor([x1, y1, x1, y1])) * s).clamp(min=0)
         box_tensor = torch.minimum(box_tensor, torch.tensor([canvas.shape[-1] - 1, canvas.shape[-2] - 1] * 2))
         canvas = draw_bounding_boxes(canvas, box_tensor, colors=colours, width=max(2, s))
-        title += "\n" + ", ".join(f"{n} ({'green' if c == GT_COLOUR else 'red'})" for n, c in zip(names, colours))
+        title += "\n" + ", ".join(f"{n} ({'green' if c == GT_COLOUR else 'red'})"
+                                  for n, c in zip(names, colours, strict=True))
     else:
         canvas = draw_bounding_boxes(canvas, box_tensor, labels=names, colors=colours, width=2)
     return canvas, f"image {int(target['image_id'])}: {title}"

@@ -15,7 +15,7 @@ def touching_pairs(labels: np.ndarray) -> set[tuple[int, int]]:
     pairs = set()
     for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1], labels[1:])):
         touch = (a != b) & (a > 0) & (b > 0)
-        pairs |= {(int(min(x, y)), int(max(x, y))) for x, y in zip(a[touch], b[touch])}
+        pairs |= {(int(min(x, y)), int(max(x, y))) for x, y in zip(a[touch], b[touch], strict=True)}
     return pairs
 
 

@@ -7,15 +7,15 @@ the ``(K, 5)`` form.
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-BoxesArg = Union[Tensor, Sequence[Tensor]]
+BoxesArg = Tensor | Sequence[Tensor]
 
 
-def _pair(output_size: Union[int, Sequence[int]]) -> tuple[int, int]:
+def _pair(output_size: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(output_size, int):
         return output_size, output_size
     out_h, out_w = output_size

@@ -10,7 +10,7 @@ torchvision to 1e-5 (float32).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -106,7 +106,7 @@ def multiscale_roi_align(
 
     first = features[0]
     result = first.new_zeros(rois.size(0), first.size(1), out_h, out_w)
-    for level, (feature, scale) in enumerate(zip(features, scales)):
+    for level, (feature, scale) in enumerate(zip(features, scales, strict=True)):
         idx = torch.where(levels == level)[0]
         pooled = roi_align(feature, rois[idx], (out_h, out_w), scale, sampling_ratio)
         result = result.index_copy(0, idx, pooled.to(result.dtype))

@@ -33,7 +33,7 @@ point, the kernel's edge rules), ``linear_weights`` (one axis of it) and ``roi_a
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor

@@ -74,7 +74,7 @@ def evaluate(model, dataset, device, batch_size: int = 8, progress: bool = True,
     report: dict = {"evals": {}, "outputs": outputs}
     for iou_type in iou_types:
         ev = coco_eval(coco_gt, results, iou_type, verbose, img_ids)
-        report[iou_type] = {name: float(v) for name, v in zip(STAT_NAMES, ev.stats)}
+        report[iou_type] = {name: float(v) for name, v in zip(STAT_NAMES, ev.stats, strict=True)}
         report["evals"][iou_type] = ev
     return report
 

@@ -52,7 +52,7 @@ def compare_outputs(model, scripted, images: list[torch.Tensor]) -> list[str]:
         warnings.filterwarnings("ignore", message="RCNN always returns")
         eager, (_, exported) = model(images), scripted(images)
     diffs = []
-    for i, (a, b) in enumerate(zip(eager, exported)):
+    for i, (a, b) in enumerate(zip(eager, exported, strict=True)):
         for k in a:
             if a[k].shape != b[k].shape or not torch.equal(a[k], b[k]):
                 diffs.append(f"image {i}: {k} differs")

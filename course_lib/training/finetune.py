@@ -2,7 +2,7 @@
 
     ./course finetune                       # course checkpoint -> shapes new_train, eval on new_val
     ./course finetune --data-train my/train.json --data-val my/val.json --epochs 10 --out runs/mine
-    torchrun --nproc_per_node=2 -m course_lib.finetune --epochs 10     # DistributedDataParallel, 2 processes
+    torchrun --nproc_per_node=2 -m course_lib.training.finetune --epochs 10    # DistributedDataParallel, 2 processes
 
 The model's box and mask predictors are replaced for ``1 + the largest category id`` classes (index 0 is
 background) and the whole model is trained with torchvision's recipe: SGD (lr 0.005, momentum 0.9,
@@ -244,7 +244,7 @@ def _run(args, rank: int, world: int, device: torch.device) -> dict:
                     g.update(initial_lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
                 if scheduler is not None:
                     scheduler.base_lrs = [args.lr] * len(optimizer.param_groups)
-                    for g, f in zip(optimizer.param_groups, scheduler.lr_lambdas):
+                    for g, f in zip(optimizer.param_groups, scheduler.lr_lambdas, strict=True):
                         g["lr"] = args.lr * f(scheduler.last_epoch)
                 else:
                     for g in optimizer.param_groups:

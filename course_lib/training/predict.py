@@ -17,7 +17,7 @@ def predict(model, dataset, device, batch_size: int = 8, progress: bool = True) 
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
     outputs = {}
     for images, targets in progress_bar(loader, desc="predict", enabled=progress):
-        for t, out in zip(targets, run_inference(model, images, device)):
+        for t, out in zip(targets, run_inference(model, images, device), strict=True):
             outputs[int(t["image_id"])] = out
     return outputs
 

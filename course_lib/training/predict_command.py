@@ -47,7 +47,8 @@ def overlay(image: torch.Tensor, output: dict, classes: list[str]) -> torch.Tens
     if len(labels) and "masks" in output:
         image = draw_segmentation_masks(image, binarize_masks(output["masks"]), alpha=0.5, colors=colors)
     if len(labels):
-        text = [f"{classes[k] if k < len(classes) else k} {s:.2f}" for k, s in zip(labels, output["scores"].tolist())]
+        text = [f"{classes[k] if k < len(classes) else k} {s:.2f}"
+                for k, s in zip(labels, output["scores"].tolist(), strict=True)]
         image = draw_bounding_boxes(image, output["boxes"], text, colors=colors, width=1)
     return image
 

@@ -25,6 +25,8 @@ import pytest
 
 from course_lib.utils.paths import REPO_ROOT as ROOT
 
+pytestmark = pytest.mark.browser
+
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
@@ -89,10 +91,10 @@ def lab(tmp_path_factory):
         try:
             urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
             break
-        except OSError:
+        except OSError as exc:
             if proc.poll() is not None or time.time() > deadline:
                 proc.kill()
-                raise RuntimeError(f"JupyterLab did not start: {(work / 'lab.log').read_text()[-2000:]}")
+                raise RuntimeError(f"JupyterLab did not start: {(work / 'lab.log').read_text()[-2000:]}") from exc
             time.sleep(0.5)
     try:
         yield Lab(base, token, work)

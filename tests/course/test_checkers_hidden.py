@@ -151,9 +151,9 @@ def test_04_a_cross_entropy_written_with_log_sigmoid():
 
     def by_hand(mask_logits, proposals, gt_masks, gt_labels, mask_matched_idxs):
         M = mask_logits.shape[-1]
-        labels = torch.cat([lab[idx] for lab, idx in zip(gt_labels, mask_matched_idxs)])
+        labels = torch.cat([lab[idx] for lab, idx in zip(gt_labels, mask_matched_idxs, strict=True)])
         targets = torch.cat([project_masks_on_boxes(m, p, idx, M)
-                             for m, p, idx in zip(gt_masks, proposals, mask_matched_idxs)])
+                             for m, p, idx in zip(gt_masks, proposals, mask_matched_idxs, strict=True)])
         if targets.numel() == 0:
             return mask_logits.sum() * 0
         p = mask_logits[torch.arange(len(labels)), labels].sigmoid()
@@ -201,7 +201,7 @@ def test_03_roi_pool_rounding_halves_up_with_floor():
         def edges(first, last, bins, size):
             i = torch.arange(bins + 1, dtype=torch.float32) * (torch.tensor(max(last - first + 1, 1.0)) / bins)
             return list(zip((torch.floor(i[:-1]).long() + first).clamp(0, size).tolist(),
-                            (torch.ceil(i[1:]).long() + first).clamp(0, size).tolist()))
+                            (torch.ceil(i[1:]).long() + first).clamp(0, size).tolist(), strict=True))
 
         out = feature.new_zeros(C, out_h, out_w)
         for i, (r0, r1) in enumerate(edges(y1, y2, out_h, H)):

@@ -1,6 +1,7 @@
 """The doctor and the headless notebook runner."""
 
 import nbformat
+import pytest
 
 from course_lib.course import doctor, run_notebooks
 
@@ -17,6 +18,7 @@ def test_doctor_reports_versions_device_weights_widgets_and_checkpoint(capsys, m
     assert "widget front end" in capsys.readouterr().out
 
 
+@pytest.mark.kernel
 def test_headless_runner_reports_pass_fail_and_time(tmp_path, capsys):
     good, bad = tmp_path / "01_good.ipynb", tmp_path / "02_bad.ipynb"
     for path, src in [(good, "print(6 * 7)"), (bad, "raise ValueError('broken on purpose')")]:

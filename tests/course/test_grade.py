@@ -16,6 +16,8 @@ from course_lib.course import grade
 from course_lib.utils.errors import CommandError
 from course_lib.utils.paths import REPO_ROOT as ROOT
 
+pytestmark = pytest.mark.kernel
+
 SETUP = "import torch\nfrom course_lib import answer, check_filter_detections, check_binarize_masks"
 SOLVED_FILTER = ("def filter_detections(output, score_threshold):\n"
                  "    keep = output['scores'] >= score_threshold\n"

@@ -59,6 +59,7 @@ def test_widget_check_button_gives_feedback():
     assert data["text/plain"].startswith("Quiz overview-annotation-format")
 
 
+@pytest.mark.kernel
 def test_widget_in_a_real_kernel(monkeypatch):
     """Drive the widget inside an IPython kernel: choose, click Check, read the feedback."""
     import nbformat
@@ -127,6 +128,7 @@ def test_bank_reads_points_with_default_one(tmp_path):
     assert [e.points for e in load_exercises(tmp_path)["99_x"]] == [1, 2]
 
 
+@pytest.mark.kernel
 def test_widget_records_the_checked_choice_in_the_cell_outputs(monkeypatch):
     """Check's callback updates the record displayed with the quiz, in the cell that showed it; the grader reads it.
 

@@ -150,7 +150,7 @@ def test_build_from_shapes_round_trips(shapes, tmp_path, encoding):
         expected = instance_masks(shapes, info["file_name"][:-4])
         anns = gt.imgToAnns[image_id]
         assert len(anns) == len(expected)
-        for ann, (mask, cat) in zip(anns, expected):
+        for ann, (mask, cat) in zip(anns, expected, strict=True):
             rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
             np.testing.assert_array_equal(gt.annToMask(ann), mask)
             assert ann["category_id"] == cat and ann["iscrowd"] == 0
@@ -251,7 +251,7 @@ def test_dataset_targets_and_joint_flip(shapes):
     flipped_image, flipped = v2.RandomHorizontalFlip(p=1.0)(image, target)
     torch.testing.assert_close(flipped_image, image.flip(-1))
     torch.testing.assert_close(flipped["masks"], target["masks"].flip(-1))
-    for box, mask in zip(flipped["boxes"], flipped["masks"]):  # boxes moved with the masks
+    for box, mask in zip(flipped["boxes"], flipped["masks"], strict=True):  # boxes moved with the masks
         ys, xs = torch.nonzero(mask, as_tuple=True)
         assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
     images, targets = collate_fn([ds[0], ds[1]])
@@ -317,5 +317,5 @@ def test_augmentation_pipeline_keeps_boxes_masks_and_labels_together(shapes):
 def test_validate_report_on_a_good_file(shapes):
     report = validate_coco(shapes / "annotations.json", shapes / "images", strict=True)
     assert report.ok and report.problems == []
-    assert report.summary.endswith("OK (10 images, %d annotations, 3 categories)" % report.counts["annotations"])
+    assert report.summary.endswith(f"OK (10 images, {report.counts['annotations']} annotations, 3 categories)")
     assert report.raise_if_problems() is report

@@ -19,6 +19,8 @@ from course_lib.detection.anchor_utils import (
 )
 from course_lib.detection.backbone_utils import feature_shapes
 
+pytestmark = pytest.mark.equality  # compared with torchvision: ./course test --cpu-variants runs it
+
 FPN_SIZES = ((32,), (64,), (128,), (256,), (512,))
 FPN_RATIOS = ((0.5, 1.0, 2.0),) * 5
 CONFIGS = [
@@ -40,7 +42,7 @@ def fake_batch(image_size, feature_sizes, n_images=2, dtype=torch.float32):
 def test_cell_anchors_match_torchvision(sizes, ratios):
     ours, theirs = AnchorGenerator(sizes, ratios), TVAnchorGenerator(sizes, ratios)
     assert len(ours.cell_anchors) == len(theirs.cell_anchors)
-    for a, b in zip(ours.cell_anchors, theirs.cell_anchors):
+    for a, b in zip(ours.cell_anchors, theirs.cell_anchors, strict=True):
         assert torch.equal(a, b)
         assert torch.equal(a, a.round())  # whole pixels
     assert ours.num_anchors_per_location() == theirs.num_anchors_per_location()
@@ -71,10 +73,10 @@ def test_forward_matches_torchvision(sizes, ratios, image_size):
     ours = gen(images, feats)
     theirs = TVAnchorGenerator(sizes, ratios)(images, feats)
     assert len(ours) == len(theirs) == 2
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         assert a.dtype == b.dtype == torch.float32
         assert torch.equal(a, b)
-    total = sum(h * w * k for (h, w), k in zip(feature_sizes, gen.num_anchors_per_location()))
+    total = sum(h * w * k for (h, w), k in zip(feature_sizes, gen.num_anchors_per_location(), strict=True))
     assert ours[0].shape == (total, 4)
 
 
@@ -97,20 +99,20 @@ def test_generate_anchors_matches_torchvision(image_size):
     images, feats = fake_batch(image_size, feature_sizes, n_images=1)
     theirs = TVAnchorGenerator(FPN_SIZES, FPN_RATIOS)(images, feats)[0]
     assert len(levels) == 5
-    for (h, w), lvl in zip(feature_sizes, levels):
+    for (h, w), lvl in zip(feature_sizes, levels, strict=True):
         assert lvl.shape == (h * w * 3, 4)
     assert torch.equal(torch.cat(levels), theirs)
     # shorthand arguments give the same
     short = anchors_for_image(image_size, feature_sizes, (32, 64, 128, 256, 512), (0.5, 1.0, 2.0))
-    assert all(torch.equal(a, b) for a, b in zip(short, levels))
+    assert all(torch.equal(a, b) for a, b in zip(short, levels, strict=True))
 
 
 def test_anchor_order_is_row_major_then_cell_anchor():
     image_size, feature_sizes = (97, 131), [(25, 33), (13, 17)]
     sizes, ratios = ((8, 16), (32,)), ((0.5, 1.0, 2.0), (1.0,))
     levels = anchors_for_image(image_size, feature_sizes, sizes, ratios)
-    cells = [generate_anchors(s, r) for s, r in zip(sizes, ratios)]
-    for (h, w), lvl, cell in zip(feature_sizes, levels, cells):
+    cells = [generate_anchors(s, r) for s, r in zip(sizes, ratios, strict=True)]
+    for (h, w), lvl, cell in zip(feature_sizes, levels, cells, strict=True):
         sy, sx = image_size[0] // h, image_size[1] // w  # 3 and 3, then 7 and 7
         A = len(cell)
         for y, x, a in [(0, 0, 0), (0, 1, A - 1), (1, 0, 0), (h - 1, w - 1, A - 1), (h // 2, 3, A // 2)]:

@@ -1,5 +1,6 @@
 """The course model's architecture, and the offline / cached-weights choice."""
 
+import pytest
 import torch
 
 from course_lib.detection.backbone_utils import build_backbone
@@ -11,10 +12,12 @@ from course_lib.detection.course_model import (
     load_inference_model,
 )
 
+pytestmark = pytest.mark.equality  # compared with torchvision: ./course test --cpu-variants runs it
+
 
 def tiny_targets(n_images=2, size=128):
     targets = []
-    for i in range(n_images):
+    for _i in range(n_images):
         boxes = torch.tensor([[10.0, 12.0, 50.0, 60.0], [70.0, 20.0, 110.0, 90.0]])
         masks = torch.zeros(2, size, size, dtype=torch.uint8)
         for k, (x1, y1, x2, y2) in enumerate(boxes.int().tolist()):

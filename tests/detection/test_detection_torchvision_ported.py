@@ -15,6 +15,8 @@ from torchvision.models.detection.image_list import ImageList
 from course_lib.detection._utils import BalancedPositiveNegativeSampler, BoxCoder, Matcher
 from course_lib.detection.anchor_utils import AnchorGenerator
 
+pytestmark = pytest.mark.equality  # compared with torchvision: ./course test --cpu-variants runs it
+
 # ------------------------------------------------------------------------------ AnchorGenerator
 
 
@@ -60,7 +62,7 @@ def test_Tester_anchor_generator():
     # Estimate the number of target anchors
     grid_sizes = [f.shape[-2:] for f in features]
     num_anchors_estimated = 0
-    for sizes, num_anchors_per_loc in zip(grid_sizes, model.num_anchors_per_location()):
+    for sizes, num_anchors_per_loc in zip(grid_sizes, model.num_anchors_per_location(), strict=True):
         num_anchors_estimated += sizes[0] * sizes[1] * num_anchors_per_loc
 
     anchors_output = torch.tensor(
@@ -83,7 +85,7 @@ def test_Tester_anchor_generator():
     assert tuple(anchors[1].shape) == (9, 4)
     torch.testing.assert_close(anchors[0], anchors_output, rtol=0, atol=0)
     torch.testing.assert_close(anchors[1], anchors_output, rtol=0, atol=0)
-    for ours, theirs in zip(anchors, TVAnchorGenerator(((10,),), ((1,),))(images, features)):
+    for ours, theirs in zip(anchors, TVAnchorGenerator(((10,),), ((1,),))(images, features), strict=True):
         torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
 
 

@@ -7,6 +7,8 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from course_lib.detection.roi_heads import postprocess_detections
 from course_lib.ops.boxes import clip_boxes_to_image, remove_small_boxes
 
+pytestmark = pytest.mark.equality  # compared with torchvision: ./course test --cpu-variants runs it
+
 
 def make_roi_heads(score_thresh, nms_thresh, detections_per_img, weights=None):
     # postprocess_detections only uses the box coder and the three thresholds.
@@ -28,7 +30,7 @@ def make_roi_heads(score_thresh, nms_thresh, detections_per_img, weights=None):
 def random_inputs(seed, counts, num_classes, image_shapes):
     g = torch.Generator().manual_seed(seed)
     proposals = []
-    for n, (h, w) in zip(counts, image_shapes):
+    for n, (h, w) in zip(counts, image_shapes, strict=True):
         xy = torch.rand(n, 2, generator=g) * torch.tensor([w, h]) * 1.1 - 5
         wh = torch.rand(n, 2, generator=g) * torch.tensor([w, h]) * 0.5
         wh[: n // 10] = 0  # empty proposals become tiny boxes, removed as small
@@ -41,9 +43,9 @@ def random_inputs(seed, counts, num_classes, image_shapes):
 
 
 def assert_same(out, ref):
-    for got, want in zip(out, ref):  # boxes, scores, labels
+    for got, want in zip(out, ref, strict=True):  # boxes, scores, labels
         assert len(got) == len(want)
-        for a, b in zip(got, want):
+        for a, b in zip(got, want, strict=True):
             assert a.dtype == b.dtype and a.shape == b.shape
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 

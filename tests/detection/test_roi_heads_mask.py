@@ -10,6 +10,8 @@ from course_lib.detection.roi_heads import (
     project_masks_on_boxes,
 )
 
+pytestmark = pytest.mark.equality  # compared with torchvision: ./course test --cpu-variants runs it
+
 TOL = dict(atol=1e-5, rtol=1e-5)
 
 
@@ -63,7 +65,7 @@ def test_maskrcnn_loss(seed):
     (ref_grad,) = torch.autograd.grad(ref, logits)
     torch.testing.assert_close(grad, ref_grad, **TOL)
     # Only the ground-truth class's map gets a gradient.
-    labels = torch.cat([lbl[i] for lbl, i in zip(gt_labels, matched)])
+    labels = torch.cat([lbl[i] for lbl, i in zip(gt_labels, matched, strict=True)])
     other = torch.ones(19, num_classes, dtype=torch.bool)
     other[torch.arange(19), labels] = False
     assert grad[other].abs().max() == 0

@@ -25,6 +25,8 @@ from course_lib.detection.rpn import (
 )
 from course_lib.ops.boxes import box_iou
 
+pytestmark = pytest.mark.equality  # compared with torchvision: ./course test --cpu-variants runs it
+
 SEEDS = [0, 1, 2]
 
 
@@ -143,7 +145,7 @@ def test_sampler_equals_torchvision_under_same_seed(seed, batch, fraction):
     pos, neg = BalancedPositiveNegativeSampler(batch, fraction)(labels)
     torch.manual_seed(seed)
     tpos, tneg = det_utils.BalancedPositiveNegativeSampler(batch, fraction)(labels)
-    for p, n, tp, tn, lab in zip(pos, neg, tpos, tneg, labels):
+    for p, n, tp, tn, lab in zip(pos, neg, tpos, tneg, labels, strict=True):
         assert p.dtype == n.dtype == torch.uint8
         assert torch.equal(p, tp) and torch.equal(n, tn)
         # invariants: picks are real positives / negatives, never both, within the budget
@@ -176,10 +178,10 @@ def test_rpn_head_same_init_and_state_dict(seed):
     feats = [torch.randn(2, 16, h, w, generator=torch.Generator().manual_seed(seed))
              for h, w in [(25, 33), (13, 17), (7, 9)]]
     (lo, bo), (lt, bt) = other(feats), theirs(feats)
-    for a, b, (h, w) in zip(lo, lt, [(25, 33), (13, 17), (7, 9)]):
+    for a, b, (h, w) in zip(lo, lt, [(25, 33), (13, 17), (7, 9)], strict=True):
         assert a.shape == (2, 3, h, w)
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    for a, b in zip(bo, bt):
+    for a, b in zip(bo, bt, strict=True):
         assert a.shape[1] == 12
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
@@ -222,7 +224,7 @@ def test_filter_proposals_matches_torchvision(seed, pre, post, nms_thresh, score
                                        nms_thresh, score_thresh)
     tb, ts = tv_rpn_module(pre, post, nms_thresh, score_thresh).filter_proposals(
         proposals, objectness, shapes, per_level)
-    for b, s, b2, s2, (h, w) in zip(boxes, scores, tb, ts, shapes):
+    for b, s, b2, s2, (h, w) in zip(boxes, scores, tb, ts, shapes, strict=True):
         assert torch.equal(b, b2) and torch.equal(s, s2)
         assert 0 < len(b) <= post
         assert (b[:, 0::2] <= w).all() and (b[:, 1::2] <= h).all() and (b >= 0).all()
@@ -237,7 +239,7 @@ def test_filter_proposals_tied_scores_and_objectness_shape():
                                        1000, 300, 0.7)
     tb, ts = tv_rpn_module(1000, 300).filter_proposals(proposals, objectness.reshape(-1, 1),
                                                        shapes, per_level)
-    for b, s, b2, s2 in zip(boxes, scores, tb, ts):
+    for b, s, b2, s2 in zip(boxes, scores, tb, ts, strict=True):
         assert torch.equal(b, b2) and torch.equal(s, s2)
 
 
@@ -273,7 +275,7 @@ def test_full_rpn_equals_torchvision_region_proposal_network():
     proposals = BoxCoder((1.0, 1.0, 1.0, 1.0)).decode(deltas, anchors.repeat(2, 1)).view(2, -1, 4)
     per_level = [3 * h * w for h, w in [(25, 33), (13, 17), (7, 9)]]
     boxes, _ = filter_proposals(proposals, objectness, images.image_sizes, per_level, 200, 60, 0.7)
-    for b, e in zip(boxes, expected):
+    for b, e in zip(boxes, expected, strict=True):
         assert len(b) == 60
         assert torch.equal(b, e)
 

@@ -19,6 +19,8 @@ from course_lib.detection.roi_heads import (
 )
 from course_lib.detection.rpn import compute_loss, rpn_loss
 
+pytestmark = pytest.mark.equality  # compared with torchvision: ./course test --cpu-variants runs it
+
 
 def random_boxes(n: int, g: torch.Generator, extent: float = 100.0) -> torch.Tensor:
     xy = torch.rand(n, 2, generator=g) * extent
@@ -46,7 +48,7 @@ def test_rpn_compute_loss_equals_torchvisions(seed):
     expected = torchvision_rpn().compute_loss(objectness, deltas, labels, targets)
     torch.manual_seed(seed)
     got = compute_loss(objectness, deltas, labels, targets, BalancedPositiveNegativeSampler(64, 0.5))
-    for g, e in zip(got, expected):
+    for g, e in zip(got, expected, strict=True):
         torch.testing.assert_close(g, e, rtol=0, atol=1e-7)
 
 
@@ -89,8 +91,9 @@ def test_select_training_samples_equals_torchvisions(seed):
     torch.manual_seed(seed)
     got = select_training_samples(proposals, targets, Matcher(0.5, 0.5, False),
                                   BalancedPositiveNegativeSampler(32, 0.25))
-    for ours, theirs, what in zip(got, expected, ("proposals", "matched_idxs", "labels", "regression_targets")):
-        for i, (a, b) in enumerate(zip(ours, theirs)):
+    for ours, theirs, what in zip(got, expected, ("proposals", "matched_idxs", "labels", "regression_targets"),
+                                  strict=True):
+        for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
             # Exact, except the targets' log: vectorised and scalar tails round it 1 ulp apart, and
             # torchvision encodes all images at once, so the same box can fall on either.
             tol = 1e-6 if what == "regression_targets" else 0
@@ -112,7 +115,7 @@ def test_select_training_samples_appends_the_gt_boxes():
 def test_assign_targets_to_proposals_equals_torchvisions():
     proposals, targets = heads_inputs(4)
     tv = torchvision_roi_heads()
-    for p, t in zip(proposals, targets):
+    for p, t in zip(proposals, targets, strict=True):
         expected = tv.assign_targets_to_proposals([p], [t["boxes"]], [t["labels"]])
         got = assign_targets_to_proposals(p, t["boxes"], t["labels"])
         assert torch.equal(got[0], expected[0][0]) and torch.equal(got[1], expected[1][0])
@@ -126,7 +129,7 @@ def test_fastrcnn_loss_equals_torchvisions(seed):
     logits, deltas = torch.randn(32, 5, generator=g), torch.randn(32, 20, generator=g)
     expected = tv_roi_heads.fastrcnn_loss(logits, deltas, labels, targets)
     got = fastrcnn_loss(logits, deltas, labels, targets)
-    for a, b in zip(got, expected):
+    for a, b in zip(got, expected, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
     # Mutation: the deltas of the predicted class instead of the ground-truth class give another loss.
     predicted = [logits[:20].argmax(1), logits[20:].argmax(1)]
@@ -141,8 +144,8 @@ def test_mask_loss_on_the_sampled_positive_rois_equals_torchvisions():
     rois, matched, labels, _ = select_training_samples(proposals, targets, Matcher(0.5, 0.5, False),
                                                        BalancedPositiveNegativeSampler(32, 0.25))
     positive = [torch.where(lbl > 0)[0] for lbl in labels]
-    mask_rois = [r[p] for r, p in zip(rois, positive)]
-    mask_idxs = [m[p] for m, p in zip(matched, positive)]
+    mask_rois = [r[p] for r, p in zip(rois, positive, strict=True)]
+    mask_idxs = [m[p] for m, p in zip(matched, positive, strict=True)]
     logits = torch.randn(sum(len(p) for p in positive), 5, 28, 28, generator=torch.Generator().manual_seed(1))
     args = (logits, mask_rois, [t["masks"] for t in targets], [t["labels"] for t in targets], mask_idxs)
     torch.testing.assert_close(maskrcnn_loss(*args), tv_roi_heads.maskrcnn_loss(*args), rtol=1e-6, atol=1e-6)
@@ -154,5 +157,5 @@ def test_sampler_draws_like_torchvisions():
     expected = tv_utils.BalancedPositiveNegativeSampler(64, 0.25)(labels)
     torch.manual_seed(0)
     got = BalancedPositiveNegativeSampler(64, 0.25)(labels)
-    for a, b in zip(got, expected):
-        assert all(torch.equal(x, y) for x, y in zip(a, b))
+    for a, b in zip(got, expected, strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))

@@ -79,7 +79,7 @@ def fpn_merge_scale_factor(features, inner_blocks, layer_blocks):  # the classic
 
 
 def fpn_merge_no_top_down(features, inner_blocks, layer_blocks):
-    return [layer(inner(f)) for f, inner, layer in zip(features, inner_blocks, layer_blocks)]
+    return [layer(inner(f)) for f, inner, layer in zip(features, inner_blocks, layer_blocks, strict=True)]
 
 
 def test_fpn_merge_checker(capsys):
@@ -281,12 +281,12 @@ def test_rpn_forward_and_proposals_match_the_models_rpn(course):
         image_list, _ = model.transform(images)
         expected, _ = model.rpn(image_list, model.backbone(image_list.tensors))
     boxes, scores = proposals(out)
-    for b, s, e in zip(boxes, scores, expected):
+    for b, s, e in zip(boxes, scores, expected, strict=True):
         assert torch.equal(b, e)
         assert bool((s[:-1] >= s[1:]).all())
     ours = proposals(out, post_nms_top_n=1000, nms_thresh=0.6)
     theirs = proposals(out, post_nms_top_n=1000, nms_thresh=0.6, rpn=model.rpn)  # torchvision's filter
-    assert all(torch.equal(a, b) for a, b in zip(ours[0] + ours[1], theirs[0] + theirs[1]))
+    assert all(torch.equal(a, b) for a, b in zip(ours[0] + ours[1], theirs[0] + theirs[1], strict=True))
     assert model.rpn.nms_thresh == 0.7 and model.rpn.post_nms_top_n() == 250  # the model's RPN is untouched
     unmoved, _ = proposals(out, nms_thresh=1.0, moved=False)
     anchors = {tuple(a) for a in out.anchors[0].clamp(0, 128).tolist()}
@@ -347,7 +347,7 @@ def test_figures_draw(course):
         sampling_figure(image, gt, all_anchors, labels, labels == 1, labels == 0),
         box_coding_figure(all_anchors[0], gt[0], encode_boxes(gt[:1], all_anchors[:1])[0]),
         objectness_figure(image, out.maps, gt, [12, 24, 48, 96, 192]),
-        proposals_figure(image, [(b[:5], s[:5], "t") for b, s in zip(*proposals(out))][:1], gt),
+        proposals_figure(image, [(b[:5], s[:5], "t") for b, s in zip(*proposals(out), strict=True)][:1], gt),
         recall_figure([1, 10], {"a": torch.rand(2, 2)}),
     ]
     assert all(isinstance(f, plt.Figure) for f in figures)

@@ -14,7 +14,6 @@ import torchvision
 from torchvision.models.detection import roi_heads as tv_roi_heads
 from torchvision.ops.poolers import LevelMapper
 
-from course_lib.detection.course_model import load_course_model  # noqa: E402
 from course_lib.course.checkers import (
     check_assign_fpn_levels,
     check_bilinear_interpolate,
@@ -22,6 +21,7 @@ from course_lib.course.checkers import (
     check_paste_mask,
     check_roi_align_one_box,
 )
+from course_lib.detection.course_model import load_course_model  # noqa: E402
 from course_lib.detection.roi_heads import (
     expand_boxes,
     maskrcnn_loss,
@@ -43,12 +43,12 @@ from course_lib.lessons.nb03_roi_align import (
 from course_lib.lessons.nb04_heads_mask_branch import (
     box_panels,
     candidate_detections,
-    positive_rois_of,
     mask_branch_stages,
     mask_loss_gradients,
     plot_loss_gradients,
     plot_mask_branch,
     plot_mask_targets,
+    positive_rois_of,
 )
 from course_lib.ops.poolers import assign_fpn_levels
 from course_lib.ops.roi_align import (
@@ -104,9 +104,9 @@ def _levels_without_k_min(boxes, k_min=2, k_max=5, canonical_scale=224, canonica
 
 def _loss_with_softmax(mask_logits, proposals, gt_masks, gt_labels, mask_matched_idxs):
     M = mask_logits.shape[-1]
-    labels = torch.cat([lab[i] for lab, i in zip(gt_labels, mask_matched_idxs)])
+    labels = torch.cat([lab[i] for lab, i in zip(gt_labels, mask_matched_idxs, strict=True)])
     targets = torch.cat([project_masks_on_boxes(m, p, i, M)
-                         for m, p, i in zip(gt_masks, proposals, mask_matched_idxs)])
+                         for m, p, i in zip(gt_masks, proposals, mask_matched_idxs, strict=True)])
     classes = torch.where(targets >= 0.5, labels[:, None, None], 0)
     return F.cross_entropy(mask_logits, classes)
 
@@ -291,7 +291,7 @@ def test_sample_rois_equals_torchvisions_select_training_samples():
               "labels": torch.tensor([1, 3]), "masks": masks}
     ours = sample_rois(model.roi_heads, proposals, target, seed=3)
     theirs = torchvision_sample_rois(model.roi_heads, proposals, target, seed=3)
-    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
     assert (ours[2] > 0).any() and (ours[2] == 0).any()
 
 def test_mask_loss_gradients_reach_one_map_or_all():

@@ -9,13 +9,13 @@ import torchvision
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from course_lib.course.checkers.core import _hints_shown, hint
 from course_lib.course.checkers.nb05_coco_dataset import (
     check_instance_map_to_target,
     check_mask_to_coco_annotation,
     instance_map_to_target,
     reference_mask_to_annotation,
 )
-from course_lib.course.checkers.core import _hints_shown, hint
 from course_lib.course.quiz import BANK
 from course_lib.data.coco_dataset import CocoInstanceDataset
 from course_lib.data.shapes import make_shapes_dataset

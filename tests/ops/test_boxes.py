@@ -17,6 +17,8 @@ from course_lib.ops.boxes import (
     remove_small_boxes,
 )
 
+pytestmark = pytest.mark.equality  # compared with torchvision: ./course test --cpu-variants runs it
+
 SEEDS = [0, 1, 2]
 
 

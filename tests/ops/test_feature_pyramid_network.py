@@ -11,6 +11,8 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from course_lib.detection.backbone_utils import feature_shapes
 from course_lib.ops.feature_pyramid_network import fpn_merge, last_level_max_pool
 
+pytestmark = pytest.mark.equality  # compared with torchvision: ./course test --cpu-variants runs it
+
 IN_CHANNELS = [64, 128, 256, 512]
 ODD_SIZES = [(97, 131), (64, 64), (33, 65), (200, 57), (1, 1)]
 
@@ -26,7 +28,7 @@ def pyramid_features(seed, top=(4, 5), channels=(8, 16, 32, 64)):
     """C2..C5-like maps whose sizes halve with ceil, from an odd top size."""
     g = torch.Generator().manual_seed(seed)
     shapes = feature_shapes((top[0] * 32 - 5, top[1] * 32 - 19))
-    return [torch.randn(2, c, *shapes[f"C{k}"], generator=g) for k, c in zip(range(2, 6), channels)]
+    return [torch.randn(2, c, *shapes[f"C{k}"], generator=g) for k, c in zip(range(2, 6), channels, strict=True)]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -38,7 +40,7 @@ def test_fpn_merge_matches_torchvision_fpn(seed):
         expected = list(fpn({str(i): f for i, f in enumerate(feats)}).values())
         ours = fpn_merge(feats, fpn.inner_blocks, fpn.layer_blocks)
     assert len(ours) == 4
-    for o, e, f in zip(ours, expected, feats):
+    for o, e, f in zip(ours, expected, feats, strict=True):
         assert o.shape == (2, 12, *f.shape[-2:])
         torch.testing.assert_close(o, e, rtol=1e-5, atol=1e-5)
 
@@ -49,12 +51,12 @@ def test_fpn_merge_with_plain_convs_and_copied_weights():
     fpn = FeaturePyramidNetwork([8, 16, 32, 64], 12).eval()
     inner = nn.ModuleList(nn.Conv2d(c, 12, 1) for c in [8, 16, 32, 64])
     layer = nn.ModuleList(nn.Conv2d(12, 12, 3, padding=1) for _ in range(4))
-    for mine, theirs in zip(list(inner) + list(layer), list(fpn.inner_blocks) + list(fpn.layer_blocks)):
+    for mine, theirs in zip(list(inner) + list(layer), list(fpn.inner_blocks) + list(fpn.layer_blocks), strict=True):
         mine.load_state_dict(theirs[0].state_dict())  # torchvision wraps each conv in a Sequential
     with torch.no_grad():
         expected = list(fpn({str(i): f for i, f in enumerate(feats)}).values())
         ours = fpn_merge(feats, inner, layer)
-    for o, e in zip(ours, expected):
+    for o, e in zip(ours, expected, strict=True):
         torch.testing.assert_close(o, e, rtol=1e-5, atol=1e-5)
 
 
@@ -79,7 +81,7 @@ def test_against_real_resnet_fpn_backbone(image_size):
         p.append(last_level_max_pool(p[-1]))
     shapes = feature_shapes(image_size)
     assert list(expected) == ["0", "1", "2", "3", "pool"]
-    for k, (name, e) in enumerate(expected.items(), start=2):
+    for k, (_name, e) in enumerate(expected.items(), start=2):
         assert e.shape[-2:] == shapes[f"P{k}"]
         torch.testing.assert_close(p[k - 2], e, rtol=1e-5, atol=1e-5)
     for k, ck in enumerate(c, start=2):

@@ -2,15 +2,17 @@
 
 from collections import OrderedDict
 
-import course_lib.ops.roi_align
 import pytest
 import torch
 import torchvision
 from torchvision.ops.poolers import LevelMapper
 
+import course_lib.ops.roi_align
 from course_lib.ops.poolers import assign_fpn_levels, multiscale_roi_align
 from course_lib.ops.roi_align import roi_align, roi_align_weights
 from course_lib.ops.roi_pool import roi_pool
+
+pytestmark = pytest.mark.equality  # compared with torchvision: ./course test --cpu-variants runs it
 
 TOL = dict(atol=1e-5, rtol=1e-5)
 
@@ -225,7 +227,7 @@ def test_multiscale_roi_align_gradient_and_empty():
     g = torch.randn_like(out)
     got = torch.autograd.grad(out, feats, g)
     want = torch.autograd.grad(ref, feats, g)
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, **TOL)
     empty = multiscale_roi_align(feats, [torch.empty(0, 4)], [(128, 128)], 4, 2)
     assert empty.shape == (0, 3, 4, 4)

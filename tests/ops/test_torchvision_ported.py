@@ -21,6 +21,8 @@ from course_lib.ops.poolers import assign_fpn_levels, multiscale_roi_align
 from course_lib.ops.roi_align import roi_align
 from course_lib.ops.roi_pool import quantise_rois, roi_pool
 
+pytestmark = pytest.mark.equality  # compared with torchvision: ./course test --cpu-variants runs it
+
 INT_BOXES = [[0, 0, 100, 100], [0, 0, 50, 50], [200, 200, 300, 300], [0, 0, 25, 25]]
 INT_BOXES2 = [[0, 0, 100, 100], [0, 0, 50, 50], [200, 200, 300, 300]]
 FLOAT_BOXES = [
@@ -355,8 +357,8 @@ def _bilinear_interpolate(data, y, x, snap_border=False):
     wy_h, wx_h = y - y_low, x - x_low
     wy_l, wx_l = 1 - wy_h, 1 - wx_h
     val = 0
-    for wx, xp in zip((wx_l, wx_h), (x_low, x_high)):
-        for wy, yp in zip((wy_l, wy_h), (y_low, y_high)):
+    for wx, xp in zip((wx_l, wx_h), (x_low, x_high), strict=True):
+        for wy, yp in zip((wy_l, wy_h), (y_low, y_high), strict=True):
             if 0 <= yp < height and 0 <= xp < width:
                 val += wx * wy * data[yp, xp]
     return val

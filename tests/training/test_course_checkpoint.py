@@ -11,6 +11,8 @@ from course_lib.detection.course_model import load_course_model
 from course_lib.training.train_course_model import evaluate_checkpoint_metrics
 from course_lib.utils.paths import CHECKPOINT, PROVENANCE
 
+pytestmark = pytest.mark.training  # evaluates the checkpoint on 200 images
+
 
 @pytest.fixture(scope="module")
 def provenance():

@@ -14,6 +14,8 @@ from course_lib.training.engine import (
     warmup_cosine,
 )
 
+pytestmark = pytest.mark.training
+
 
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory):
@@ -37,7 +39,7 @@ def test_killed_and_resumed_run_follows_the_same_loss_trajectory(tiny_set, tmp_p
     assert len(first) == 1
     resumed, model_b = run(tiny_set, tmp_path / "b")  # a new process would do exactly this
     assert [h["iter_loss"] for h in resumed] == [h["iter_loss"] for h in straight]
-    for (k, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values()):
+    for (k, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
     ckpt = load_checkpoint(tmp_path / "b" / "last.pt")  # weights_only=True
     assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 3

@@ -30,6 +30,8 @@ from course_lib.training.engine import (
 from course_lib.training.finetune import categories_of, load_finetuned, main
 from course_lib.utils.paths import REPO_ROOT
 
+pytestmark = pytest.mark.training
+
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
@@ -127,7 +129,7 @@ def test_finetune_cli_resumes_exactly_and_exports_a_loadable_model(tiny, tmp_pat
     a, classes = load_finetuned(tmp_path / "a" / "model.pt")
     b, _ = load_finetuned(tmp_path / "b" / "model.pt")
     assert classes == straight["classes"]
-    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(va, vb), k
 
 

@@ -11,6 +11,8 @@ from course_lib.training.checkpoint import load_checkpoint
 from course_lib.training.finetune import main
 from course_lib.utils.paths import CHECKPOINT
 
+pytestmark = pytest.mark.training
+
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):

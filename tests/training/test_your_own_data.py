@@ -15,6 +15,8 @@ from course_lib.training.export import check_images, compare_outputs, script_mod
 from course_lib.training.model_file import load_model_file
 from course_lib.utils.paths import REPO_ROOT
 
+pytestmark = pytest.mark.training
+
 
 def labelme_folder(folder, n, seed):
     """``n`` 64x64 JPEG photos, each with a square (rectangle) and a triangle (polygon), and LabelMe files."""

@@ -14,8 +14,9 @@ reference, so that every later cell still runs.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -85,7 +86,7 @@ def compare(got: Any, expected: Any, atol: float = 1e-5, path: str = "result") -
     if isinstance(expected, (list, tuple)):
         if not isinstance(got, (list, tuple)) or len(got) != len(expected):
             return f"{path}: a sequence of length {len(expected)} expected, got {got!r:.80}"
-        for i, (g, e) in enumerate(zip(got, expected)):
+        for i, (g, e) in enumerate(zip(got, expected, strict=True)):
             if (msg := compare(g, e, atol, f"{path}[{i}]")) is not None:
                 return msg
         return None

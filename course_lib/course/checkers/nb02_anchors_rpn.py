@@ -147,7 +147,7 @@ def _rpn_loss_inputs(g: torch.Generator, anchors_per_image: list[int], num_pos: 
     objectness = torch.randn(total, 1, generator=g) * scale
     deltas = torch.randn(total, 4, generator=g) * 0.3 * scale
     labels, targets, pos, neg, offset = [], [], [], [], 0
-    for n, p, q in zip(anchors_per_image, num_pos, num_neg):
+    for n, p, q in zip(anchors_per_image, num_pos, num_neg, strict=True):
         lbl = torch.full((n,), -1.0)
         perm = torch.randperm(n, generator=g)
         lbl[perm[:p]] = 1.0
