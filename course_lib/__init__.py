@@ -24,7 +24,8 @@ __version__ = "0.2.0"
 # Module (relative to course_lib) -> the public names it lends to the top level.
 _EXPORTS = {
     "utils.device": "get_device seed_everything describe_device",
-    "utils.paths": "REPO_ROOT DATA_DIR GENERATED_DIR CHECKPOINT PROVENANCE",
+    "utils.budget": "training_budget smoke_run",
+    "utils.paths": "REPO_ROOT DATA_DIR GENERATED_DIR RUNS_DIR CHECKPOINT PROVENANCE",
     "utils.files": "write_json_atomic",
     "ops.boxes": "box_area box_iou nms batched_nms clip_boxes_to_image remove_small_boxes",
     "ops.roi_pool": "roi_pool",

@@ -60,7 +60,7 @@ def format_table(rows: list[tuple], header: tuple[str, ...]) -> str:
     """Rows of strings as an aligned plain-text table (printable in a checked cell)."""
     rows = [tuple(str(v) for v in r) for r in [header, *rows]]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -165,7 +165,7 @@ def anchors_at_centre(tr: Trace) -> tuple[Tensor, list[int]]:
     """The anchors of the middle cell of every level: (sum of A per level, 4) boxes and each one's level index."""
     anchors, counts = tr.values["anchors"], tr.values["anchors_per_level"]
     picked, levels, start = [], [], 0
-    for lvl, ((h, w), n) in enumerate(zip(tr.values["feature_sizes"], counts)):
+    for lvl, ((h, w), n) in enumerate(zip(tr.values["feature_sizes"], counts, strict=True)):
         a = n // (h * w)
         cell = (h // 2) * w + w // 2
         picked.append(anchors[start + cell * a: start + (cell + 1) * a])
@@ -196,7 +196,7 @@ def trace_figure(tr: Trace, class_names: list[str], n_proposals: int = 20, score
     keep = out["scores"] >= score_threshold
     boxes, labels, scores = out["boxes"][keep], out["labels"][keep], out["scores"][keep]
     plot_boxes(axes[2], image, boxes, [colour(v) for v in labels.tolist()],
-               texts=[f"{class_names[v]} {s:.2f}" for v, s in zip(labels.tolist(), scores.tolist())],
+               texts=[f"{class_names[v]} {s:.2f}" for v, s in zip(labels.tolist(), scores.tolist(), strict=True)],
                title=f"the {int(keep.sum())} detections (of {len(keep)})\nwith score >= {score_threshold}")
     axes[3].imshow(draw_instances(image, boxes, labels, out["masks"][keep][:, 0] > 0.5, class_names,
                                   upscale=3, font_size=16, fill_labels=True).permute(1, 2, 0).numpy())
@@ -212,13 +212,13 @@ def detection_differences(a: list[dict], b: list[dict]) -> dict[str, float | boo
     """Compare two models' outputs on the same images: whether they have the same number of detections and the
     same labels in the same order, and the largest absolute difference of boxes, scores and masks."""
     same = len(a) == len(b) and all(len(x["labels"]) == len(y["labels"]) and torch.equal(x["labels"], y["labels"])
-                                    for x, y in zip(a, b))
+                                    for x, y in zip(a, b, strict=True))
     diffs = {"same detections": bool(same)}
     for key in ("boxes", "scores", "masks"):
         if not same:
             diffs[key] = float("nan")
             continue
-        values = [(x[key] - y[key]).abs().max().item() for x, y in zip(a, b) if x[key].numel()]
+        values = [(x[key] - y[key]).abs().max().item() for x, y in zip(a, b, strict=True) if x[key].numel()]
         diffs[key] = max(values, default=0.0)
     return diffs
 
@@ -245,7 +245,7 @@ def shapes_batches(num_batches: int, batch_size: int = 2, seed: int = 0) -> list
 
 def first_divergence(a: list[float], b: list[float], rtol: float = 1e-4) -> int | None:
     """The first step (counted from 1) where two loss curves differ by more than ``rtol`` relative; None if never."""
-    for i, (x, y) in enumerate(zip(a, b)):
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
         if abs(x - y) > rtol * max(abs(x), abs(y), 1e-12):
             return i + 1
     return None
@@ -276,6 +276,7 @@ def plot_two_curves(curves: dict[str, list[float]], first: int = 20, k: int = 10
         axes[0].text(split - 0.3, axes[0].get_ylim()[0], f" part at step {split}", va="bottom", fontsize=8,
                      color="#555555")
     axes[0].set_title(f"every step, the first {n}", fontsize=9)
+    k = max(1, min(k, len(a)))  # a run shorter than the window is averaged over all its steps, as smooth() does
     xs = np.arange(k, len(a) + 1)
     axes[1].plot(xs, smooth(a, k), color="#4363d8", lw=1.6, label=name_a)
     axes[1].plot(xs, smooth(b, k), color="#e6194b", lw=1.2, ls="--", label=name_b)

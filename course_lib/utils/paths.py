@@ -1,6 +1,7 @@
 """Where the course keeps its files. Taught in: every notebook (used, not taught).
 
-``COURSE_DATA_DIR`` overrides the data folder, e.g. for a read-only checkout.
+``COURSE_DATA_DIR`` overrides the data folder, e.g. for a read-only checkout. ``COURSE_RUNS_DIR`` moves what the
+notebooks write (training runs, a notebook's own files); the test suite points it at a temporary folder.
 """
 
 import os
@@ -12,3 +13,5 @@ DATA_DIR = Path(os.environ.get("COURSE_DATA_DIR", REPO_ROOT / "data"))
 GENERATED_DIR = DATA_DIR / "generated"
 CHECKPOINT = DATA_DIR / "course_maskrcnn.pt"
 PROVENANCE = DATA_DIR / "course_maskrcnn.json"
+# Training runs and the files a notebook writes (one folder per notebook), not in git.
+RUNS_DIR = Path(os.environ.get("COURSE_RUNS_DIR", REPO_ROOT / "runs"))

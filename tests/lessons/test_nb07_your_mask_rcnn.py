@@ -144,6 +144,11 @@ def test_figures(model):
     fig = lesson.plot_two_curves({"a": [1.0, 2.0, 3.0, 2.0, 1.0], "b": [1.0, 2.0, 3.1, 2.2, 1.1]}, first=5, k=2)
     assert len(fig.axes) == 2 and "part at step 3" in [t.get_text().strip() for t in fig.axes[0].texts]
     plt.close(fig)
+    # fewer steps than the smoothing window (a smoke run trains 4): one running mean over all of them
+    fig = lesson.plot_two_curves({"a": [1.0, 2.0, 3.0, 2.0], "b": [1.0, 2.0, 3.0, 2.0]}, first=20, k=10)
+    (line, _) = fig.axes[1].get_lines()
+    assert list(line.get_xdata()) == [4] and list(line.get_ydata()) == [2.0]
+    plt.close(fig)
 
 
 # ------------------------------------------------------------------ the exercise's checker
@@ -209,9 +214,9 @@ def test_hidden_cases_catch_an_answer_that_forces_float32():
 
 def test_hidden_cases_are_drawn_from_the_seed_and_new():
     first, again, other = (check_roi_align_batch.hidden_cases(s) for s in (7, 7, 8))
-    same = [compare([a.args, a.kwargs], [b.args, b.kwargs]) is None for a, b in zip(first, again)]
+    same = [compare([a.args, a.kwargs], [b.args, b.kwargs]) is None for a, b in zip(first, again, strict=True)]
     assert len(first) == len(again) and all(same)
-    assert not all(compare([a.args, a.kwargs], [b.args, b.kwargs]) is None for a, b in zip(first, other))
+    assert not all(compare([a.args, a.kwargs], [b.args, b.kwargs]) is None for a, b in zip(first, other, strict=True))
     assert {c.name for c in first} - {c.name for c in check_roi_align_batch.cases()}
 
 
