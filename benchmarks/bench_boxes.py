@@ -9,7 +9,8 @@ each at IoU thresholds 0.5 and 0.7. Every case first checks that the kept indice
 torchvision's. box_iou: N x N boxes, and 20 gt boxes x 20000 anchors (RPN matching).
 
 Prints time ratios course / torchvision (< 1: the course version is faster), measured in the
-same run with interleaved repeats, median of each. torchvision's CPU NMS is single-threaded, so
+same run with interleaved repeats (``torch.utils.benchmark.Timer``, ``benchmarks/_timing.py``), median of
+each, and ``torch.utils.benchmark.Compare``'s table at the end. torchvision's CPU NMS is single-threaded, so
 torch runs with 1 thread by default (``--threads 0`` keeps torch's default). Times are CPU time
 of this process by default, which other programs running on the machine do not distort;
 ``--clock wall`` measures wall-clock time instead.
@@ -20,15 +21,15 @@ Run:  python benchmarks/bench_boxes.py [--repeats 7] [--threads 1] [--clock cpu|
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torchvision
+from _timing import compare, interleaved
 
 from course_lib.ops.boxes import box_iou, nms
 
-CLOCK = time.process_time  # set by --clock
+CLOCK = "cpu"  # set by --clock
+MEASUREMENTS = []  # every case's two Measurements, for the Compare table
 
 
 def uniform_boxes(n: int, seed: int = 0):
@@ -47,16 +48,11 @@ def proposal_boxes(n: int, seed: int = 0, objects: int = 40):
     return torch.cat([c - s / 2, c + s / 2], dim=1), torch.rand(n, generator=g)
 
 
-def ratio(ours, theirs, repeats: int) -> tuple[float, float, float]:
+def ratio(ours, theirs, repeats: int, label: str, case: str) -> tuple[float, float, float]:
     """Interleaved timings; returns (median ours s, median theirs s, ratio of medians)."""
-    ours(), theirs()  # warm up
-    t_ours, t_theirs = [], []
-    for _ in range(repeats):
-        for fn, times in ((theirs, t_theirs), (ours, t_ours)):
-            t0 = CLOCK()
-            fn()
-            times.append(CLOCK() - t0)
-    mo, mt = statistics.median(t_ours), statistics.median(t_theirs)
+    m = interleaved({"torchvision": theirs, "course": ours}, repeats, CLOCK, label=label, sub_label=case)
+    MEASUREMENTS.extend(m.values())
+    mo, mt = m["course"].median, m["torchvision"].median
     return mo, mt, mo / mt
 
 
@@ -67,7 +63,7 @@ def main() -> None:
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     args = parser.parse_args()
     global CLOCK
-    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    CLOCK = args.clock
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, CPU, "
@@ -83,7 +79,7 @@ def main() -> None:
                 assert torch.equal(nms(boxes, scores, thr), keep), "nms differs from torchvision"
                 mo, mt, r = ratio(lambda boxes=boxes, scores=scores, thr=thr: nms(boxes, scores, thr),
                                   lambda boxes=boxes, scores=scores, thr=thr: torchvision.ops.nms(boxes, scores, thr),
-                                  args.repeats)
+                                  args.repeats, "nms", f"{kind} n={n} iou>{thr}")
                 if n == 5000:
                     worst_5000 = max(worst_5000, r)
                 print(f"  {kind:9s} n={n:4d} iou>{thr}  {len(keep):5d}  {mo * 1e3:7.1f} ms "
@@ -97,8 +93,9 @@ def main() -> None:
     for name, b1, b2 in cases:
         torch.testing.assert_close(box_iou(b1, b2), torchvision.ops.box_iou(b1, b2))
         mo, mt, r = ratio(lambda b1=b1, b2=b2: box_iou(b1, b2),
-                          lambda b1=b1, b2=b2: torchvision.ops.box_iou(b1, b2), args.repeats)
+                          lambda b1=b1, b2=b2: torchvision.ops.box_iou(b1, b2), args.repeats, "box_iou", name)
         print(f"  {name:24s}  {mo * 1e3:8.1f} ms {mt * 1e3:8.1f} ms   {r:5.2f}")
+    compare(MEASUREMENTS, f"\ntorch.utils.benchmark.Compare ({args.clock} time, medians):")
 
 
 if __name__ == "__main__":

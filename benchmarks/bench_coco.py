@@ -39,6 +39,7 @@ def augmentation() -> v2.Compose:
 def timed(fn, *args, **kwargs) -> tuple[float, float, object]:
     """(wall seconds, this process's CPU seconds, result). On a busy machine the CPU time is what the
     call would take alone; the wall time is what it took here."""
+    # Not torch.utils.benchmark.Timer: one call read on two clocks at once (a Timer has one), and builds run once.
     t0, c0 = time.perf_counter(), time.process_time()
     out = fn(*args, **kwargs)
     return time.perf_counter() - t0, time.process_time() - c0, out

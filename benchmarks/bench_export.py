@@ -2,7 +2,8 @@
 
 Both run the same shapes images (``course_lib.training.export.check_images`` plus more of the same
 kind), one image per call, in interleaved rounds (which one goes first alternates), so that a busy
-machine slows both alike. The outputs are checked equal first. Prints the median milliseconds per
+machine slows both alike (``torch.utils.benchmark.Timer`` through ``benchmarks/_timing.py``, ``Compare``'s table
+at the end). The outputs are checked equal first. Prints the median milliseconds per
 image of each and the ratio exported / eager (below 1: the export is faster).
 
 Run:  python benchmarks/bench_export.py [--model data/course_maskrcnn.pt] [--repeats 7] [--images 8] [--threads 1]
@@ -11,10 +12,9 @@ Run:  python benchmarks/bench_export.py [--model data/course_maskrcnn.pt] [--rep
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from _timing import compare, interleaved
 
 from course_lib.data.shapes import render_sample
 from course_lib.training.export import check_images, compare_outputs, script_model
@@ -39,18 +39,14 @@ def main() -> None:
         for run in runners.values():  # warm-up (TorchScript optimises on its first calls)
             for x in images[:3]:
                 run(x)
-        times: dict[str, list[float]] = {k: [] for k in runners}
-        for r in range(args.repeats):
-            for name in (list(runners) if r % 2 == 0 else list(runners)[::-1]):
-                t0 = time.perf_counter()
-                for x in images:
-                    runners[name](x)
-                times[name].append((time.perf_counter() - t0) / len(images) * 1000)
-    med = {k: statistics.median(v) for k, v in times.items()}
+        measured = interleaved({name: (lambda run=run: [run(x) for x in images]) for name, run in runners.items()},
+                               args.repeats, "wall", label="course model, CPU", sub_label=f"{len(images)} images")
+    med = {k: m.median / len(images) * 1000 for k, m in measured.items()}
     print(f"CPU, {args.threads} thread(s), {len(images)} images x {args.repeats} rounds; outputs equal")
     for k, v in med.items():
         print(f"  {k:12s} {v:7.2f} ms/image (median)")
     print(f"  ratio torchscript / eager: {med['torchscript'] / med['eager']:.2f}")
+    compare(measured.values())
 
 
 if __name__ == "__main__":

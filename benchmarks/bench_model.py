@@ -13,7 +13,8 @@ Measured in one run, printed as ratios course / torchvision (< 1 means the cours
    sampling decision eventually flips and the curves part there.)
 
 The outputs are checked equal first (detections, losses). Timings interleave the two models (which goes first
-alternates) and report medians, so that load from other programs hits both alike. When a ratio misses its
+alternates) and report medians, so that load from other programs hits both alike (``torch.utils.benchmark.Timer``
+through ``benchmarks/_timing.py``; ``Compare``'s table of parts 1-3 at the end). When a ratio misses its
 target, a per-stage breakdown (transform, backbone, rpn, roi_heads, rest = postprocess) and the top cProfile
 entries of both models are printed.
 
@@ -37,6 +38,7 @@ import time
 from pathlib import Path
 
 import torch
+from _timing import CLOCKS, compare, interleaved
 from torchvision.models.detection import maskrcnn_resnet50_fpn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -46,7 +48,9 @@ from course_lib.detection.course_model import load_course_model  # noqa: E402
 from course_lib.detection.mask_rcnn import from_torchvision  # noqa: E402
 from course_lib.training.engine import train_steps  # noqa: E402
 
-CLOCK = time.perf_counter  # set by --clock
+CLOCK_NAME = "wall"  # set by --clock
+CLOCK = time.perf_counter  # the same clock, for the stage breakdown's hooks and the loss curve's seconds
+MEASUREMENTS = []  # parts 1-3, for the Compare table
 STAGES = ("transform", "backbone", "rpn", "roi_heads")
 
 
@@ -66,7 +70,10 @@ def r50_pair():
 # ------------------------------------------------------------------------------------------- timing
 
 class StageTimer:
-    """Time spent in each stage module's forward (pre/post forward hooks), summed over calls."""
+    """Time spent in each stage module's forward (pre/post forward hooks), summed over calls.
+
+    Read with the plain clock, not a ``Timer``: a stage's time is a slice of one forward call.
+    """
 
     def __init__(self, model):
         self.totals = dict.fromkeys(STAGES, 0.0)
@@ -88,21 +95,18 @@ class StageTimer:
 
 
 def timed(fn) -> float:
+    """One call's total, read with the stage hooks' clock (the breakdown); speed itself is ``compare_times``'."""
     t0 = CLOCK()
     fn()
     return CLOCK() - t0
 
 
-def compare_times(runs: dict, repeats: int) -> dict[str, list[float]]:
-    """``runs``: name -> zero-argument callable. Interleaved repeats (alternating order) after one warm-up each."""
-    names = list(runs)
-    for name in names:
-        runs[name]()
-    times = {name: [] for name in names}
-    for r in range(repeats):
-        for name in (names if r % 2 == 0 else names[::-1]):
-            times[name].append(timed(runs[name]))
-    return times
+def compare_times(runs: dict, repeats: int, label: str) -> dict:
+    """``runs``: name -> zero-argument callable. ``Timer`` measurements of interleaved repeats (alternating order,
+    a warm-up call each round)."""
+    measured = interleaved(runs, repeats, CLOCK_NAME, label="course / torchvision", sub_label=label)
+    MEASUREMENTS.extend(measured.values())
+    return measured
 
 
 def breakdown(models: dict, run_one, repeats: int, top: int = 12) -> None:
@@ -147,8 +151,8 @@ def breakdown(models: dict, run_one, repeats: int, top: int = 12) -> None:
             print(f"    {tot:8.3f} s own {n:6d} calls  {Path(file).name}:{fn}")
 
 
-def report(label: str, times: dict[str, list[float]], target: float) -> bool:
-    c, t = statistics.median(times["course"]), statistics.median(times["torchvision"])
+def report(label: str, times: dict, target: float) -> bool:
+    c, t = times["course"].median, times["torchvision"].median
     ok = c / t <= target
     print(f"{label:44s} course {c * 1e3:9.1f} ms  torchvision {t * 1e3:9.1f} ms  ratio {c / t:.3f}  "
           f"(target <= {target}: {'met' if ok else 'MISSED'})")
@@ -193,8 +197,9 @@ def bench_eval_course(repeats: int, profile: bool) -> None:
 
     diff = detection_differences(run_one(models["torchvision"]), run_one(models["course"]), mask_atol=1e-4)
     print(f"  (course model: detections {'equal' if not diff else 'DIFFER: ' + diff})")
-    times = compare_times({n: (lambda m=m: run_one(m)) for n, m in models.items()}, repeats)
-    if not report("eval, course model, 8 val images 128 px", times, 1.0) or profile:
+    label = "eval, course model, 8 val images 128 px"
+    times = compare_times({n: (lambda m=m: run_one(m)) for n, m in models.items()}, repeats, label)
+    if not report(label, times, 1.0) or profile:
         breakdown(models, run_one, repeats)
 
 
@@ -210,8 +215,9 @@ def bench_eval_r50(repeats: int, profile: bool) -> None:
     expected = run_one(tv)
     diff = detection_differences(expected, run_one(ours))
     print(f"  (R50-FPN: {len(expected[0]['boxes'])} detections, {'equal' if not diff else 'DIFFER: ' + diff})")
-    times = compare_times({n: (lambda m=m: run_one(m)) for n, m in models.items()}, repeats)
-    if not report("eval, R50-FPN, one 800x1000 image", times, 1.0) or profile:
+    label = "eval, R50-FPN, one 800x1000 image"
+    times = compare_times({n: (lambda m=m: run_one(m)) for n, m in models.items()}, repeats, label)
+    if not report(label, times, 1.0) or profile:
         breakdown(models, run_one, repeats)
 
 
@@ -229,8 +235,9 @@ def bench_train_step(repeats: int, profile: bool) -> None:
 
     a, b = run_one(models["torchvision"]).item(), run_one(models["course"]).item()
     assert abs(a - b) <= 1e-5 * abs(a) + 1e-6, f"training losses differ: {a} vs {b}"
-    times = compare_times({n: (lambda m=m: run_one(m)) for n, m in models.items()}, repeats)
-    if not report("train step (fwd+bwd), course model, 4 images", times, 1.2) or profile:
+    label = "train step (fwd+bwd), course model, 4 images"
+    times = compare_times({n: (lambda m=m: run_one(m)) for n, m in models.items()}, repeats, label)
+    if not report(label, times, 1.2) or profile:
         breakdown(models, run_one, repeats)
 
 
@@ -244,7 +251,7 @@ def bench_loss_curve(iterations: int) -> None:
     ours = from_torchvision(tv)  # a copy of the same start
     curves, seconds = {}, {}
     for name, model in (("torchvision", tv), ("course", ours)):
-        t0 = CLOCK()
+        t0 = CLOCK()  # one training run's duration, printed for information (no Timer: it is run once)
         history = train_steps(model, batches, lr=0.01, momentum=0.9, seed=0, desc=name)
         seconds[name] = CLOCK() - t0
         curves[name] = torch.tensor([h["loss"] for h in history], dtype=torch.float64)
@@ -272,7 +279,7 @@ def bench_loss_curve(iterations: int) -> None:
 
 
 def main() -> None:
-    global CLOCK
+    global CLOCK, CLOCK_NAME
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats of the course-model parts")
     parser.add_argument("--r50-repeats", type=int, default=3, help="timed repeats of the R50-FPN eval")
@@ -286,7 +293,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    CLOCK = time.perf_counter if args.clock == "wall" else time.process_time
+    CLOCK_NAME, CLOCK = args.clock, CLOCKS[args.clock]
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.clock} clock, medians of "
           f"{args.repeats} (R50: {args.r50_repeats}) interleaved repeats; load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
@@ -294,6 +301,7 @@ def main() -> None:
     if not args.skip_r50:
         bench_eval_r50(args.r50_repeats, args.profile)
     bench_train_step(args.repeats, args.profile)
+    compare(MEASUREMENTS)
     if not args.skip_curve:
         bench_loss_curve(args.iterations)
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -5,7 +5,8 @@ Configuration (a Mask R-CNN box head on one FPN level): features 2x256x50x50 (st
 aligned=True.
 
 Prints the forward ratio and the forward+backward ratio, course / torchvision (< 1 means the
-course version is faster), measured in the same run with interleaved repeats and medians.
+course version is faster), measured in the same run with interleaved repeats and medians
+(``torch.utils.benchmark.Timer`` through ``benchmarks/_timing.py``; ``Compare``'s table at the end).
 Wall-clock time with torch's default thread count by default (torchvision's CPU kernel is
 single-threaded; ``--threads 1`` compares one thread with one thread). ``--clock cpu`` uses
 this process's CPU time instead, which other programs on the machine distort less.
@@ -16,11 +17,10 @@ Run:  python benchmarks/bench_roi_align.py [--repeats 15] [--threads 0] [--clock
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torchvision
+from _timing import compare, interleaved
 
 from course_lib.ops.roi_align import roi_align
 
@@ -43,17 +43,7 @@ def make_inputs(seed: int = 0):
     return features, boxes
 
 
-CLOCK = time.perf_counter  # set by --clock
-
-
-def _time(fn) -> float:
-    t0 = CLOCK()
-    fn()
-    return CLOCK() - t0
-
-
 def main() -> None:
-    global CLOCK
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -61,7 +51,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    CLOCK = time.perf_counter if args.clock == "wall" else time.process_time
 
     features, boxes = make_inputs()
     args_ = (OUTPUT_SIZE, SPATIAL_SCALE, SAMPLING_RATIO, ALIGNED)
@@ -82,16 +71,12 @@ def main() -> None:
         x.grad = None
         fn(x, boxes, *args_).backward(grad_out)
 
-    times = {(name, kind): [] for name in impls for kind in ("fwd", "fwd+bwd")}
-    for _name, fn in impls.items():  # warm-up
-        forward(fn)
-        forward_backward(fn)
-    for _ in range(args.repeats):  # interleaved, so drifting load hits both alike
-        for name, fn in impls.items():
-            times[name, "fwd"].append(_time(lambda fn=fn: forward(fn)))
-            times[name, "fwd+bwd"].append(_time(lambda fn=fn: forward_backward(fn)))
-
-    med = {key: statistics.median(v) for key, v in times.items()}
+    measured = {}  # (name, kind) -> Measurement; the Timer warms each function up, interleaved repeats
+    for kind, run in (("fwd", forward), ("fwd+bwd", forward_backward)):
+        m = interleaved({name: (lambda fn=fn, run=run: run(fn)) for name, fn in impls.items()}, args.repeats,
+                        args.clock, label="roi_align", sub_label=kind)
+        measured.update({(name, kind): v for name, v in m.items()})
+    med = {key: m.median for key, m in measured.items()}
     print(
         f"roi_align CPU, features {N}x{C}x{H}x{W}, {NUM_BOXES} boxes, output {OUTPUT_SIZE}, "
         f"sampling_ratio={SAMPLING_RATIO}, aligned={ALIGNED}, torch threads={torch.get_num_threads()}, "
@@ -100,6 +85,7 @@ def main() -> None:
     for kind in ("fwd", "fwd+bwd"):
         c, t = med["course", kind], med["torchvision", kind]
         print(f"{kind:8s} course {c * 1e3:8.1f} ms  torchvision {t * 1e3:8.1f} ms  ratio {c / t:.3f}")
+    compare(measured.values())
 
 
 if __name__ == "__main__":

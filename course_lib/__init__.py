@@ -28,7 +28,7 @@ _EXPORTS = {
     "utils.paths": "REPO_ROOT DATA_DIR GENERATED_DIR RUNS_DIR CHECKPOINT PROVENANCE",
     "utils.files": "write_json_atomic",
     "ops.boxes": "box_area box_iou nms batched_nms clip_boxes_to_image remove_small_boxes",
-    "ops.roi_pool": "roi_pool",
+    "ops.roi_pool": "roi_pool roi_pool_one_box",
     "ops.roi_align": "roi_align roi_align_weights bilinear_interpolate linear_weights roi_align_one_box",
     "ops.poolers": "assign_fpn_levels multiscale_roi_align MultiScaleRoIAlign",
     "ops.feature_pyramid_network": "fpn_merge last_level_max_pool",
@@ -37,16 +37,19 @@ _EXPORTS = {
     "detection.backbone_utils": "build_backbone feature_shapes",
     "detection.rpn": "RPNHead concat_box_prediction_layers assign_targets_to_anchors filter_proposals "
                      "proposal_recall rpn_loss compute_loss RegionProposalNetwork",
-    "detection.roi_heads": "postprocess_detections project_masks_on_boxes maskrcnn_loss paste_masks_in_image "
-                           "paste_mask_in_image expand_boxes fastrcnn_loss assign_targets_to_proposals "
+    "detection.roi_heads": "postprocess_detections detection_candidates project_masks_on_boxes maskrcnn_loss "
+                           "paste_masks_in_image paste_mask_in_image expand_boxes fastrcnn_loss assign_targets_to_proposals "
                            "select_training_samples maskrcnn_inference RoIHeads",
     "detection.faster_rcnn": "TwoMLPHead FastRCNNPredictor",
     "detection.mask_rcnn": "MaskRCNN MaskRCNNHeads MaskRCNNPredictor PLUGGABLE plug_in roi_align_from_one_box "
                            "from_torchvision build_course_mask_rcnn load_course_mask_rcnn",
-    "detection.course_model": "COURSE_CONFIG build_course_model load_course_model checkpoint_classes "
+    "detection.course_model": "CourseModelSpec COURSE_SPEC COURSE_CONFIG build_course_model load_course_model "
+                              "checkpoint_classes "
                               "coco_weights_file coco_weights_available load_inference_model "
                               "get_instance_segmentation_model load_maskrcnn_resnet50_fpn describe_predictors",
+    "detection.model_file": "read_model_file save_model_file",
     "data.errors": "CocoFormatError",
+    "data.coco_meta": "categories_of read_categories image_root_of",
     "data.masks": "encode_mask mask_to_polygons mask_to_annotation",
     "data.shapes": "CLASSES NEW_CLASSES ALL_SHAPES render_sample make_shapes_dataset shapes_split shape_outline "
                    "shape_mask",
@@ -59,8 +62,8 @@ _EXPORTS = {
     "training.checkpoint": "save_checkpoint load_checkpoint",
     "training.evaluation": "evaluate coco_eval to_coco_results format_report",
     "training.pr_curves": "pr_curves PRCurve",
-    "training.error_analysis": "mask_iou image_errors error_analysis error_summary error_examples ERROR_KINDS",
-    "training.finetune": "categories_of",
+    "training.error_analysis": "mask_iou image_errors error_analysis error_summary error_examples ERROR_KINDS "
+                                "greedy_match match_detections",
     "course.progress": "show_progress",
     "course.quiz": "quiz answer",
     "course.checkers": "hint",

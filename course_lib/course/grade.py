@@ -231,10 +231,10 @@ def grade_quizzes(notebook: str, nb) -> list[dict]:
 
 def _verdict(check, data: dict, seed: int | None, points: float, notebook_error: str | None) -> dict:
     """Compare the kernel's outputs with the reference, computed here; the exercise's report row."""
-    from course_lib.course.checkers.core import _steps, compare
+    from course_lib.course.checkers.core import compare, hint_steps
 
     name = check.__name__
-    first_hint = _steps(getattr(check, "hint", ""))
+    first_hint = hint_steps(getattr(check, "hint", ""))
     hint_text = first_hint[0] if first_hint else ""
     row = {"checker": name, "out_of": points, "points": 0.0, "groups": {}, "message": "", "hint": ""}
     if not data.get("submitted"):

@@ -148,8 +148,16 @@ def student_notebook(nb: dict, name: str = "notebook") -> dict:
 
 
 def render(nb: dict) -> str:
-    """The exact text the build writes (stable key order, one-space indent, final newline)."""
-    return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    """The exact text the build writes: nbformat's own writer (sorted keys, one-space indent), validated.
+
+    ``split_lines=False`` keeps each cell's source one string, as the build has always written it; a final
+    newline as ``nbformat.write`` adds one. Raises ``nbformat.ValidationError`` on a malformed notebook.
+    """
+    import nbformat
+
+    node = nbformat.from_dict(nb)
+    nbformat.validate(node)
+    return nbformat.writes(node, version=4, split_lines=False) + "\n"
 
 
 def build(solutions: Path = REPO_ROOT / "solutions", notebooks: Path = REPO_ROOT / "notebooks",

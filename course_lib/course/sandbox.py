@@ -12,7 +12,6 @@ kernel once the notebook has run (the grader's checks). Used by: ``course run``,
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -92,11 +91,10 @@ def _run_cell(client, cell, index: int, limit: float) -> str | None:
     except CellTimeoutError:
         return f"{where} ran past the time limit"
     except CellExecutionError as exc:
-        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # nbclient keeps the traceback's colours
-        lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-        if "KeyboardInterrupt" in text and time.perf_counter() - started >= client.timeout - 0.5:
+        if exc.ename == "KeyboardInterrupt" and time.perf_counter() - started >= client.timeout - 0.5:
             return f"{where} ran past the time limit"  # nbclient interrupted it at the limit
-        return f"{where} raised: {(lines[-1] if lines else type(exc).__name__)[:300]}"
+        message = f"{exc.ename}: {exc.evalue}" if exc.evalue else exc.ename  # as a traceback's last line
+        return f"{where} raised: {' '.join(message.split())[:300]}"
     except DeadKernelError as exc:
         return f"the kernel died in {where} (a crash, or out of memory): {str(exc)[:200]}"
     return None

@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     if quick and variants:
         print("course test: --quick and --cpu-variants are separate runs; choose one", file=sys.stderr)
         return 2
-    targets = [a for a in argv if not a.startswith("-")]
+    # Paths to test (``tests/ops``, ``solutions/02_anchors_rpn.ipynb``, ``tests/x.py::test_y``); an option's value
+    # such as ``-k roi_align`` is not one.
+    targets = [a for a in argv if not a.startswith("-") and (REPO_ROOT / a.split("::")[0]).exists()]
     status = lint()
     if status:
         print("course test: ruff found problems (above); `ruff check --fix .` fixes the simple ones",

@@ -63,6 +63,11 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
     naming the file and the image id. Run ``validate_coco`` first to check a whole file at once.
     """
 
+    # Not torchvision's CocoDetection + wrap_dataset_for_transforms_v2 (torchvision 0.29): its _load_image is
+    # Image.open(...).convert("RGB"), which clips 16-bit pixels (257 -> 255, not 1) and raises a bare
+    # FileNotFoundError without the image id; the wrapper returns {"image_id"} alone for an image without
+    # annotations, int64 boxes for integer bboxes, and a KeyError when an annotation has no "iscrowd".
+
     def __init__(self, root: str | Path, ann_file: str | Path, transforms: Callable | None = None,
                  drop_crowd: bool = False):
         self.root = Path(root)

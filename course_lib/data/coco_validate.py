@@ -18,8 +18,9 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from course_lib.data.coco_meta import read_categories
 from course_lib.data.errors import CocoFormatError
-from course_lib.data.masks import _shoelace
+from course_lib.data.masks import polygon_signed_area
 
 
 @dataclass(frozen=True)
@@ -333,7 +334,7 @@ def _check_annotation(a: dict, img_by_id, sizes, cat_by_id, add) -> None:
         xs = [v for p in seg for v in p[0::2]]
         ys = [v for p in seg for v in p[1::2]]
         boxes.append([min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)])
-        areas.append(sum(abs(_shoelace(np.reshape(p, (-1, 2)))) for p in seg))
+        areas.append(sum(abs(polygon_signed_area(np.reshape(p, (-1, 2)))) for p in seg))
     if bbox is not None and all(max(abs(b - c) for b, c in zip(bbox, box, strict=True)) > 1.0 for box in boxes):
         add(f"bbox {bbox} does not match the segmentation's box {boxes[0]}")
     if area is not None and all(abs(area - c) > max(1.0, 0.01 * c) for c in areas):
@@ -346,11 +347,7 @@ def category_differences(train_file: str | Path, val_file: str | Path) -> list[s
     A model learns label k for category id k: a val file whose ids name other categories (two ids
     swapped, say) evaluates the wrong class against each object without a word, so train and val must agree.
     """
-    def cats(path):
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return {c["id"]: c["name"] for c in data["categories"]}
-
-    a, b = cats(train_file), cats(val_file)
+    a, b = read_categories(train_file), read_categories(val_file)
     out = []
     for i in sorted(set(a) | set(b)):
         if i not in b:

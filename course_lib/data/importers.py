@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from course_lib.data.coco_meta import image_root_of  # noqa: F401 - its home is coco_meta; coco_command reads it here
 from course_lib.data.coco_validate import validate_coco
 from course_lib.data.errors import CocoFormatError
 from course_lib.data.mask_files import VOID, ImageFileError, MaskFileError, image_size, read_mask_file
@@ -30,22 +31,6 @@ VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
                "train", "tvmonitor"]
 CIRCLE_POINTS = 32  # a LabelMe circle becomes a polygon with this many corners
-
-
-def image_root_of(ann_file: str | Path) -> Path:
-    """The image folder of a COCO file: ``info["image_root"]`` (relative to the file) when present, else
-    ``<its folder>/images`` when that exists, else ``<its folder>/../images``, else its folder."""
-    ann_file = Path(ann_file)
-    try:
-        info = json.loads(ann_file.read_text(encoding="utf-8")).get("info") or {}
-    except (OSError, ValueError, AttributeError):
-        info = {}
-    if isinstance(info, dict) and isinstance(info.get("image_root"), str):
-        return ann_file.parent / info["image_root"]
-    for candidate in (ann_file.parent / "images", ann_file.parent.parent / "images"):
-        if candidate.is_dir():
-            return candidate
-    return ann_file.parent
 
 
 def write_validated_coco(coco: dict, out_file: str | Path, image_root: str | Path) -> Path:

@@ -59,7 +59,9 @@ def _boundary_loops(mask: np.ndarray) -> list[np.ndarray]:
     return loops
 
 
-def _shoelace(loop: np.ndarray) -> float:
+def polygon_signed_area(loop: np.ndarray) -> float:
+    """The shoelace formula: the area of the polygon ``loop`` (K, 2) of ``(x, y)`` corners, positive when the
+    corners go anticlockwise in x-right, y-up axes (clockwise on an image, y down), negative the other way."""
     x, y = loop[:, 0].astype(np.float64), loop[:, 1].astype(np.float64)
     return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
 
@@ -87,7 +89,7 @@ def mask_to_polygons(mask: np.ndarray) -> list[list[int]]:
         return []
     crop = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]  # trace the bounding box only: faster
     loops = [loop + (cols[0], rows[0]) for loop in _boundary_loops(crop)]
-    areas = [_shoelace(loop) for loop in loops]
+    areas = [polygon_signed_area(loop) for loop in loops]
     outers = [i for i, a in enumerate(areas) if a > 0]
     holes_of: dict[int, list[int]] = {i: [] for i in outers}
     for i in (i for i, a in enumerate(areas) if a < 0):

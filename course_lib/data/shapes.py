@@ -176,6 +176,11 @@ def make_shapes_dataset(root: str | Path, num_images: int, seed: int, size: tupl
     return ann_file
 
 
+# name -> (number of images, seed, classes): the splits the course trains, validates and fine-tunes on.
+STANDARD_SPLITS = {"train": (2000, 0, CLASSES), "val": (200, 1, CLASSES),
+                   "new_train": (300, 2, NEW_CLASSES), "new_val": (100, 3, NEW_CLASSES)}
+
+
 def shapes_split(split: str, num_images: int | None = None, seed: int | None = None,
                  classes: tuple[str, ...] = CLASSES, root: str | Path | None = None,
                  progress: bool = True) -> Path:
@@ -186,10 +191,8 @@ def shapes_split(split: str, num_images: int | None = None, seed: int | None = N
     """
     from course_lib.utils.paths import GENERATED_DIR
 
-    defaults = {"train": (2000, 0, CLASSES), "val": (200, 1, CLASSES),
-                "new_train": (300, 2, NEW_CLASSES), "new_val": (100, 3, NEW_CLASSES)}
-    if split in defaults:
-        n0, s0, c0 = defaults[split]
+    if split in STANDARD_SPLITS:
+        n0, s0, c0 = STANDARD_SPLITS[split]
         num_images = n0 if num_images is None else num_images
         seed = s0 if seed is None else seed
         classes = c0 if classes == CLASSES else classes  # the default classes mean "the split's own"

@@ -26,7 +26,17 @@ class BoxCoder:
         # Largest log-scale decode accepts: exp() of a wild prediction must not overflow.
         self.bbox_xform_clip = bbox_xform_clip
 
-    def encode(self, reference_boxes: Tensor, proposals: Tensor) -> Tensor:
+    def encode(self, reference_boxes: list[Tensor], proposals: list[Tensor]) -> tuple[Tensor, ...]:
+        """Per image: code ``reference_boxes[i]`` (Ni, 4) relative to ``proposals[i]`` (Ni, 4) -> one (Ni, 4) each.
+
+        torchvision's ``encode``: all images are coded at once (``encode_single`` on the concatenation) and
+        split back, so the result is a tuple with one tensor per image. An empty list raises, as torchvision's.
+        """
+        boxes_per_image = [len(b) for b in reference_boxes]
+        targets = self.encode_single(torch.cat(reference_boxes, dim=0), torch.cat(proposals, dim=0))
+        return targets.split(boxes_per_image, 0)
+
+    def encode_single(self, reference_boxes: Tensor, proposals: Tensor) -> Tensor:
         """Code ``reference_boxes`` (N, 4), the targets, relative to ``proposals`` (N, 4): -> (N, 4).
 
         torchvision's ``encode_single``; ``proposals`` (anchors in the RPN) are the reference frame.
@@ -46,7 +56,25 @@ class BoxCoder:
         dh = wh * torch.log(gh / ph)
         return torch.cat((dx, dy, dw, dh), dim=1)
 
-    def decode(self, rel_codes: Tensor, boxes: Tensor) -> Tensor:
+    def decode(self, rel_codes: Tensor, boxes: list[Tensor]) -> Tensor:
+        """Apply offsets ``rel_codes`` (N, 4*K) to the boxes of all images, ``boxes`` a list of (Ni, 4): -> (N, K, 4).
+
+        torchvision's ``decode``: the list is concatenated (N = sum of the Ni) and decoded at once. With no
+        box at all (N = 0) the result keeps ``decode_single``'s shape (0, 4*K), as torchvision's does.
+        """
+        if not isinstance(boxes, (list, tuple)):
+            raise TypeError("This function expects boxes of type list or tuple.")
+        if not isinstance(rel_codes, Tensor):
+            raise TypeError("This function expects rel_codes of type torch.Tensor.")
+        box_sum = sum(b.size(0) for b in boxes)
+        if box_sum > 0:
+            rel_codes = rel_codes.reshape(box_sum, -1)
+        pred_boxes = self.decode_single(rel_codes, torch.cat(boxes, dim=0))
+        if box_sum > 0:
+            pred_boxes = pred_boxes.reshape(box_sum, -1, 4)
+        return pred_boxes
+
+    def decode_single(self, rel_codes: Tensor, boxes: Tensor) -> Tensor:
         """Apply offsets ``rel_codes`` (N, 4*K) to ``boxes`` (N, 4): -> (N, 4*K) boxes.
 
         torchvision's ``decode_single``; K > 1 when each box has one set of offsets per class.
@@ -146,12 +174,12 @@ class BalancedPositiveNegativeSampler:
 def encode_boxes(gt_boxes: Tensor, reference_boxes: Tensor, weights=(1.0, 1.0, 1.0, 1.0)) -> Tensor:
     """``gt_boxes`` (N, 4) coded relative to ``reference_boxes`` (N, 4) -> (N, 4) ``(dx, dy, dw, dh)``.
 
-    ``BoxCoder(weights).encode`` as a function: the form of notebook 02's exercise and of the model's
+    ``BoxCoder(weights).encode_single`` as a function: the form of notebook 02's exercise and of the model's
     pluggable ``encode_boxes``. Weights (1, 1, 1, 1) in the RPN, (10, 10, 5, 5) in the box head.
     """
-    return BoxCoder(weights).encode(gt_boxes, reference_boxes)
+    return BoxCoder(weights).encode_single(gt_boxes, reference_boxes)
 
 
 def decode_boxes(deltas: Tensor, reference_boxes: Tensor, weights=(1.0, 1.0, 1.0, 1.0)) -> Tensor:
-    """``deltas`` (N, 4) applied to ``reference_boxes`` (N, 4) -> boxes (N, 4) (``BoxCoder.decode``)."""
-    return BoxCoder(weights).decode(deltas, reference_boxes)
+    """``deltas`` (N, 4) applied to ``reference_boxes`` (N, 4) -> boxes (N, 4) (``BoxCoder.decode_single``)."""
+    return BoxCoder(weights).decode_single(deltas, reference_boxes)

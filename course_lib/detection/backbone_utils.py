@@ -34,14 +34,15 @@ def feature_shapes(image_size: tuple[int, int], strides=(4, 8, 16, 32, 64)) -> d
     return {**shapes_c, **shapes_p}
 
 
-def build_backbone(fpn_channels: int = 64) -> BackboneWithFPN:
+def build_backbone(fpn_channels: int = 64, *, blocks_per_stage=(1, 1, 1, 1)) -> BackboneWithFPN:
     """ResNet stages C2-C5 (64, 128, 256, 512 channels; strides 4, 8, 16, 32) + FPN -> P2-P6.
 
     Returns a module whose output is an ``OrderedDict`` with keys ``'0'..'3'`` (P2-P5) and
-    ``'pool'`` (P6), each ``fpn_channels`` wide, as in torchvision.
+    ``'pool'`` (P6), each ``fpn_channels`` wide, as in torchvision. ``blocks_per_stage``: BasicBlocks in each
+    of the four stages (the depth; the course model has one each).
     """
     # Real BatchNorm: torchvision's pretrained backbones freeze BN, which would do nothing here.
-    body = ResNet(BasicBlock, [1, 1, 1, 1], norm_layer=nn.BatchNorm2d)
+    body = ResNet(BasicBlock, list(blocks_per_stage), norm_layer=nn.BatchNorm2d)
     return BackboneWithFPN(body, return_layers={"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"},
                            in_channels_list=[64, 128, 256, 512], out_channels=fpn_channels,
                            extra_blocks=LastLevelMaxPool())

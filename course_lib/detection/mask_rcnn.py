@@ -20,8 +20,10 @@ calls are attributes of the stage modules; ``plug_in`` swaps in a learner's own 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -29,8 +31,13 @@ from torch import Tensor, nn
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 
 from course_lib.detection.anchor_utils import AnchorGenerator
-from course_lib.detection.backbone_utils import build_backbone
-from course_lib.detection.course_model import COURSE_CONFIG, read_course_checkpoint
+from course_lib.detection.course_model import (
+    CourseModelSpec,
+    ModelParts,
+    build_mask_rcnn,
+    model_from_file,
+    read_course_file,
+)
 from course_lib.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from course_lib.detection.roi_heads import RoIHeads, paste_mask_in_image, paste_masks_in_image
 from course_lib.detection.rpn import RegionProposalNetwork, RPNHead
@@ -106,22 +113,29 @@ class MaskRCNN(nn.Module):
             rpn_anchor_generator = AnchorGenerator(((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0),) * 5)
         if rpn_head is None:
             rpn_head = RPNHead(c, rpn_anchor_generator.num_anchors_per_location()[0])
-        self.transform = GeneralizedRCNNTransform(min_size, max_size, image_mean or [0.485, 0.456, 0.406],
-                                                  image_std or [0.229, 0.224, 0.225])
+        self.transform = GeneralizedRCNNTransform(min_size=min_size, max_size=max_size,
+                                                  image_mean=image_mean or [0.485, 0.456, 0.406],
+                                                  image_std=image_std or [0.229, 0.224, 0.225])
         self.backbone = backbone
         self.rpn = RegionProposalNetwork(
-            rpn_anchor_generator, rpn_head, rpn_fg_iou_thresh, rpn_bg_iou_thresh, rpn_batch_size_per_image,
-            rpn_positive_fraction, dict(training=rpn_pre_nms_top_n_train, testing=rpn_pre_nms_top_n_test),
-            dict(training=rpn_post_nms_top_n_train, testing=rpn_post_nms_top_n_test), rpn_nms_thresh,
-            rpn_score_thresh)
+            anchor_generator=rpn_anchor_generator, head=rpn_head, fg_iou_thresh=rpn_fg_iou_thresh,
+            bg_iou_thresh=rpn_bg_iou_thresh, batch_size_per_image=rpn_batch_size_per_image,
+            positive_fraction=rpn_positive_fraction,
+            pre_nms_top_n=dict(training=rpn_pre_nms_top_n_train, testing=rpn_pre_nms_top_n_test),
+            post_nms_top_n=dict(training=rpn_post_nms_top_n_train, testing=rpn_post_nms_top_n_test),
+            nms_thresh=rpn_nms_thresh, score_thresh=rpn_score_thresh)
         levels = ["0", "1", "2", "3"]
         self.roi_heads = RoIHeads(
-            box_roi_pool or MultiScaleRoIAlign(levels, 7, 2), box_head or TwoMLPHead(c * 7 * 7, 1024),
-            box_predictor or FastRCNNPredictor(1024, num_classes), box_fg_iou_thresh, box_bg_iou_thresh,
-            box_batch_size_per_image, box_positive_fraction, bbox_reg_weights, box_score_thresh, box_nms_thresh,
-            box_detections_per_img, mask_roi_pool or MultiScaleRoIAlign(levels, 14, 2),
-            mask_head or MaskRCNNHeads(c, (256, 256, 256, 256), 1),
-            mask_predictor or MaskRCNNPredictor(256, 256, num_classes))
+            box_roi_pool=box_roi_pool or MultiScaleRoIAlign(levels, 7, 2),
+            box_head=box_head or TwoMLPHead(c * 7 * 7, 1024),
+            box_predictor=box_predictor or FastRCNNPredictor(1024, num_classes),
+            fg_iou_thresh=box_fg_iou_thresh, bg_iou_thresh=box_bg_iou_thresh,
+            batch_size_per_image=box_batch_size_per_image, positive_fraction=box_positive_fraction,
+            bbox_reg_weights=bbox_reg_weights, score_thresh=box_score_thresh, nms_thresh=box_nms_thresh,
+            detections_per_img=box_detections_per_img,
+            mask_roi_pool=mask_roi_pool or MultiScaleRoIAlign(levels, 14, 2),
+            mask_head=mask_head or MaskRCNNHeads(c, (256, 256, 256, 256), 1),
+            mask_predictor=mask_predictor or MaskRCNNPredictor(256, 256, num_classes))
         self.paste_mask = paste_mask_in_image  # pluggable
 
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None):
@@ -207,6 +221,34 @@ def plug_in(model: MaskRCNN, **functions) -> MaskRCNN:
     return model
 
 
+#: The eval forward's steps that are functions, not modules (forward hooks see those): attribute paths in the model.
+STAGE_FUNCTIONS = ("rpn.decode_boxes", "rpn.filter_proposals", "roi_heads.postprocess_detections",
+                   "roi_heads.maskrcnn_inference", "paste_masks")
+
+
+@contextlib.contextmanager
+def wrapped_stage_functions(model: MaskRCNN, wrap, paths=STAGE_FUNCTIONS):
+    """``with wrapped_stage_functions(model, wrap):`` the model calls ``wrap(path, fn)`` in place of each function
+    ``fn`` at ``path`` (``"rpn.decode_boxes"``: whatever is plugged in there now; a ``PLUGGABLE`` one's path works
+    too), e.g. to record what it returns while ``model(images)`` runs. Every function is restored on exit, even
+    after an error (a method becomes the class's again)."""
+    missing = object()
+    saved = []
+    try:
+        for path in paths:
+            owner, _, name = path.rpartition(".")
+            module = model.get_submodule(owner)
+            saved.append((module, name, module.__dict__.get(name, missing)))
+            setattr(module, name, wrap(path, getattr(module, name)))
+        yield model
+    finally:
+        for module, name, old in reversed(saved):
+            if old is missing:
+                delattr(module, name)
+            else:
+                setattr(module, name, old)
+
+
 def roi_align_from_one_box(roi_align_one_box):
     """A batched ``roi_align(input, rois, output_size, spatial_scale, sampling_ratio)`` that calls
     ``roi_align_one_box(feature (C, H, W), box (4,), output_size, spatial_scale, sampling_ratio)`` once per
@@ -228,57 +270,85 @@ def from_torchvision(tv_model: nn.Module) -> MaskRCNN:
     """The course's ``MaskRCNN`` with the settings, backbone and weights of a torchvision ``MaskRCNN``.
 
     Only the backbone module is copied as it is (torchvision's network); every other stage is rebuilt from
-    the course's parts with the same sizes, then the whole state dict is loaded (strictly: every key).
+    the course's parts with the same sizes, read off the torchvision model's public attributes, then the
+    whole state dict is loaded (strictly: every key).
     """
     rpn, heads, tf = tv_model.rpn, tv_model.roi_heads, tv_model.transform
     gen = rpn.anchor_generator
-    box_pool, mask_pool = heads.box_roi_pool, heads.mask_roi_pool
     box_head, predictor = heads.box_head, heads.box_predictor
     mask_head, mask_predictor = heads.mask_head, heads.mask_predictor
+    pre_nms_top_n, post_nms_top_n = _per_mode(rpn, rpn.pre_nms_top_n), _per_mode(rpn, rpn.post_nms_top_n)
     model = MaskRCNN(
-        copy.deepcopy(tv_model.backbone), None, tf.min_size, tf.max_size, list(tf.image_mean), list(tf.image_std),
-        AnchorGenerator(gen.sizes, gen.aspect_ratios),
-        RPNHead(rpn.head.cls_logits.in_channels, rpn.head.cls_logits.out_channels, len(rpn.head.conv)),
-        rpn._pre_nms_top_n["training"], rpn._pre_nms_top_n["testing"], rpn._post_nms_top_n["training"],
-        rpn._post_nms_top_n["testing"], rpn.nms_thresh, rpn.proposal_matcher.high_threshold,
-        rpn.proposal_matcher.low_threshold, rpn.fg_bg_sampler.batch_size_per_image,
-        rpn.fg_bg_sampler.positive_fraction, rpn.score_thresh,
-        _pooler_like(box_pool), TwoMLPHead(box_head.fc6.in_features, box_head.fc6.out_features),
-        FastRCNNPredictor(predictor.cls_score.in_features, predictor.cls_score.out_features),
-        heads.score_thresh, heads.nms_thresh, heads.detections_per_img, heads.proposal_matcher.high_threshold,
-        heads.proposal_matcher.low_threshold, heads.fg_bg_sampler.batch_size_per_image,
-        heads.fg_bg_sampler.positive_fraction, tuple(heads.box_coder.weights), _pooler_like(mask_pool),
-        MaskRCNNHeads(mask_head[0][0].in_channels, [block[0].out_channels for block in mask_head],
-                      mask_head[0][0].dilation[0]),
-        MaskRCNNPredictor(mask_predictor.conv5_mask.in_channels, mask_predictor.conv5_mask.out_channels,
-                          mask_predictor.mask_fcn_logits.out_channels))
+        backbone=copy.deepcopy(tv_model.backbone),
+        num_classes=None,
+        min_size=tf.min_size, max_size=tf.max_size, image_mean=list(tf.image_mean), image_std=list(tf.image_std),
+        rpn_anchor_generator=AnchorGenerator(sizes=gen.sizes, aspect_ratios=gen.aspect_ratios),
+        rpn_head=RPNHead(in_channels=rpn.head.cls_logits.in_channels,
+                         num_anchors=rpn.head.cls_logits.out_channels, conv_depth=len(rpn.head.conv)),
+        rpn_pre_nms_top_n_train=pre_nms_top_n["training"], rpn_pre_nms_top_n_test=pre_nms_top_n["testing"],
+        rpn_post_nms_top_n_train=post_nms_top_n["training"], rpn_post_nms_top_n_test=post_nms_top_n["testing"],
+        rpn_nms_thresh=rpn.nms_thresh,
+        rpn_fg_iou_thresh=rpn.proposal_matcher.high_threshold, rpn_bg_iou_thresh=rpn.proposal_matcher.low_threshold,
+        rpn_batch_size_per_image=rpn.fg_bg_sampler.batch_size_per_image,
+        rpn_positive_fraction=rpn.fg_bg_sampler.positive_fraction,
+        rpn_score_thresh=rpn.score_thresh,
+        box_roi_pool=_pooler_like(heads.box_roi_pool),
+        box_head=TwoMLPHead(in_channels=box_head.fc6.in_features, representation_size=box_head.fc6.out_features),
+        box_predictor=FastRCNNPredictor(in_channels=predictor.cls_score.in_features,
+                                        num_classes=predictor.cls_score.out_features),
+        box_score_thresh=heads.score_thresh, box_nms_thresh=heads.nms_thresh,
+        box_detections_per_img=heads.detections_per_img,
+        box_fg_iou_thresh=heads.proposal_matcher.high_threshold,
+        box_bg_iou_thresh=heads.proposal_matcher.low_threshold,
+        box_batch_size_per_image=heads.fg_bg_sampler.batch_size_per_image,
+        box_positive_fraction=heads.fg_bg_sampler.positive_fraction,
+        bbox_reg_weights=tuple(heads.box_coder.weights),
+        mask_roi_pool=_pooler_like(heads.mask_roi_pool),
+        mask_head=MaskRCNNHeads(in_channels=mask_head[0][0].in_channels,
+                                layers=[block[0].out_channels for block in mask_head],
+                                dilation=mask_head[0][0].dilation[0]),
+        mask_predictor=MaskRCNNPredictor(in_channels=mask_predictor.conv5_mask.in_channels,
+                                         dim_reduced=mask_predictor.conv5_mask.out_channels,
+                                         num_classes=mask_predictor.mask_fcn_logits.out_channels))
     model.load_state_dict(tv_model.state_dict())
     return model.train(tv_model.training)
 
 
+def _per_mode(module: nn.Module, getter) -> dict:
+    """``{"training": ..., "testing": ...}`` of a public getter that answers for the module's current mode
+    (torchvision's ``rpn.pre_nms_top_n()``); the module's mode is left as it was."""
+    was = module.training
+    try:
+        values = {}
+        for mode in ("training", "testing"):
+            module.training = mode == "training"  # this module only: the getter reads its own flag
+            values[mode] = getter()
+        return values
+    finally:
+        module.training = was
+
+
 def _pooler_like(pool) -> MultiScaleRoIAlign:
-    return MultiScaleRoIAlign(pool.featmap_names, pool.output_size, pool.sampling_ratio,
-                              canonical_scale=pool.canonical_scale, canonical_level=pool.canonical_level)
+    return MultiScaleRoIAlign(featmap_names=pool.featmap_names, output_size=pool.output_size,
+                              sampling_ratio=pool.sampling_ratio, canonical_scale=pool.canonical_scale,
+                              canonical_level=pool.canonical_level)
 
 
-def build_course_mask_rcnn(config: dict | None = None) -> MaskRCNN:
-    """The course's small model (``course_model.COURSE_CONFIG``) from the course's parts, untrained."""
-    cfg = {**COURSE_CONFIG, **(config or {})}
-    c, rep, mc, k = cfg["fpn_channels"], cfg["box_representation"], cfg["mask_channels"], cfg["num_classes"]
-    anchors = AnchorGenerator(tuple((s,) for s in cfg["anchor_sizes"]),
-                              (tuple(cfg["aspect_ratios"]),) * len(cfg["anchor_sizes"]))
-    return MaskRCNN(
-        build_backbone(c), None, cfg["image_size"], cfg["image_size"], rpn_anchor_generator=anchors,
-        rpn_pre_nms_top_n_train=1000, rpn_post_nms_top_n_train=500,
-        rpn_pre_nms_top_n_test=500, rpn_post_nms_top_n_test=250,
-        box_head=TwoMLPHead(c * 7 * 7, rep), box_predictor=FastRCNNPredictor(rep, k),
-        box_batch_size_per_image=64, box_detections_per_img=50,
-        mask_head=MaskRCNNHeads(c, [mc] * 4, 1), mask_predictor=MaskRCNNPredictor(mc, mc, k))
+#: The course's own parts, for the one builder (``course_model.build_mask_rcnn``).
+COURSE_PARTS = ModelParts(mask_rcnn=MaskRCNN, anchor_generator=AnchorGenerator, roi_pool=MultiScaleRoIAlign,
+                          box_head=TwoMLPHead, box_predictor=FastRCNNPredictor, mask_head=MaskRCNNHeads,
+                          mask_predictor=MaskRCNNPredictor)
+
+
+def build_course_mask_rcnn(spec: CourseModelSpec | Mapping | None = None) -> MaskRCNN:
+    """The course's small model (``course_model.COURSE_SPEC``, or ``spec``) from the course's parts, untrained."""
+    return build_mask_rcnn(spec, parts=COURSE_PARTS)
 
 
 def load_course_mask_rcnn(path: str | Path = CHECKPOINT, device: torch.device | str = "cpu") -> MaskRCNN:
-    """The course checkpoint in the course-built model, eval mode (``weights_only=True``)."""
-    config, state = read_course_checkpoint(path)
-    model = build_course_mask_rcnn(config)
-    model.load_state_dict(state)
-    return model.to(device).eval()
+    """The course checkpoint (or any course model file) in the course-built model, eval mode
+    (``weights_only=True``). A ``maskrcnn_resnet50_fpn`` file goes through ``from_torchvision``."""
+    model_file = read_course_file(path)
+    if model_file.arch == "course":
+        return model_from_file(model_file, build=build_course_mask_rcnn).to(device)
+    return from_torchvision(model_from_file(model_file)).to(device).eval()

@@ -8,6 +8,7 @@ Taught in: 04_heads_mask_branch
 | ``select_training_samples`` | ``RoIHeads.select_training_samples``        |
 | ``fastrcnn_loss``          | ``fastrcnn_loss``                             |
 | ``postprocess_detections`` | ``RoIHeads.postprocess_detections``           |
+| ``detection_candidates``   | its first steps, before NMS                   |
 | ``maskrcnn_inference``     | ``maskrcnn_inference``                        |
 | ``project_masks_on_boxes`` | ``project_masks_on_boxes``                    |
 | ``maskrcnn_loss``          | ``maskrcnn_loss``                             |
@@ -112,32 +113,26 @@ def select_training_samples(proposals: list[Tensor], targets: list[dict[str, Ten
     return sampled_proposals, sampled_idxs, sampled_labels, regression_targets
 
 
-def postprocess_detections(
+def detection_candidates(
     class_logits: Tensor,
     box_regression: Tensor,
     proposals: list[Tensor],
     image_shapes: list[tuple[int, int]],
     box_coder_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0),
     score_thresh: float = 0.05,
-    nms_thresh: float = 0.5,
-    detections_per_img: int = 100,
     decode_boxes=decode_boxes,
-    nms=nms,
 ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
-    """Final detections of the box head, per image.
+    """The box head's candidates per image: the first steps of ``postprocess_detections``, before NMS.
 
-    Args:
-        class_logits: (P, num_classes) over the proposals of all images (class 0 = background).
-        box_regression: (P, num_classes * 4) deltas ``(dx, dy, dw, dh)`` per class.
-        proposals: per image, (Pi, 4) proposals ``(x1, y1, x2, y2)``; sum Pi = P.
-        image_shapes: per image, (height, width).
-        box_coder_weights: the (wx, wy, ww, wh) the deltas were encoded with.
-        score_thresh, nms_thresh, detections_per_img: as in torchvision's ``RoIHeads``.
-        decode_boxes, nms: the functions to use (a learner's own can be passed).
+    Decode one box per class for every proposal, softmax the class scores, clip the boxes to the image,
+    drop the background class, then keep the (proposal, class) pairs that score above ``score_thresh`` and
+    whose clipped box is not degenerate (``remove_small_boxes`` with ``min_size=1e-2``).
+
+    Args: as ``postprocess_detections``'s.
 
     Returns:
-        boxes (Di, 4), scores (Di,), labels (Di,) int64: three lists with one tensor per image,
-        sorted by decreasing score.
+        boxes (Ci, 4), scores (Ci,), labels (Ci,) int64: three lists with one tensor per image, in the order
+        proposal by proposal, class by class (not sorted by score).
     """
     num_classes = class_logits.shape[-1]
     boxes_per_image = [len(p) for p in proposals]
@@ -162,8 +157,43 @@ def postprocess_detections(
         keep = torch.where(scores > score_thresh)[0]
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         keep = remove_small_boxes(boxes, min_size=1e-2)  # degenerate boxes after clipping
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        all_boxes.append(boxes[keep])
+        all_scores.append(scores[keep])
+        all_labels.append(labels[keep])
+    return all_boxes, all_scores, all_labels
 
+
+def postprocess_detections(
+    class_logits: Tensor,
+    box_regression: Tensor,
+    proposals: list[Tensor],
+    image_shapes: list[tuple[int, int]],
+    box_coder_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0),
+    score_thresh: float = 0.05,
+    nms_thresh: float = 0.5,
+    detections_per_img: int = 100,
+    decode_boxes=decode_boxes,
+    nms=nms,
+) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    """Final detections of the box head, per image: ``detection_candidates``, then NMS per class and top-k.
+
+    Args:
+        class_logits: (P, num_classes) over the proposals of all images (class 0 = background).
+        box_regression: (P, num_classes * 4) deltas ``(dx, dy, dw, dh)`` per class.
+        proposals: per image, (Pi, 4) proposals ``(x1, y1, x2, y2)``; sum Pi = P.
+        image_shapes: per image, (height, width).
+        box_coder_weights: the (wx, wy, ww, wh) the deltas were encoded with.
+        score_thresh, nms_thresh, detections_per_img: as in torchvision's ``RoIHeads``.
+        decode_boxes, nms: the functions to use (a learner's own can be passed).
+
+    Returns:
+        boxes (Di, 4), scores (Di,), labels (Di,) int64: three lists with one tensor per image,
+        sorted by decreasing score.
+    """
+    candidates = detection_candidates(class_logits, box_regression, proposals, image_shapes, box_coder_weights,
+                                      score_thresh, decode_boxes)
+    all_boxes, all_scores, all_labels = [], [], []
+    for boxes, scores, labels in zip(*candidates, strict=True):
         # NMS within each class only (a cat box never suppresses a dog box), best first.
         keep = batched_nms(boxes, scores, labels, nms_thresh, nms=nms)[:detections_per_img]
         all_boxes.append(boxes[keep])
@@ -312,6 +342,8 @@ class RoIHeads(nn.Module):
         self.box_iou, self.nms = box_iou, nms
         self.encode_boxes, self.decode_boxes = encode_boxes, decode_boxes
         self.fastrcnn_loss, self.maskrcnn_loss = fastrcnn_loss, maskrcnn_loss
+        # Eval stages called through attributes too, so they can be wrapped (mask_rcnn.wrapped_stage_functions).
+        self.postprocess_detections, self.maskrcnn_inference = postprocess_detections, maskrcnn_inference
 
     def has_mask(self) -> bool:
         return self.mask_roi_pool is not None and self.mask_head is not None and self.mask_predictor is not None
@@ -344,7 +376,7 @@ class RoIHeads(nn.Module):
                                                                regression_targets)
             losses = {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
         else:
-            boxes, scores, labels = postprocess_detections(
+            boxes, scores, labels = self.postprocess_detections(
                 class_logits, box_regression, proposals, image_shapes, self.bbox_reg_weights, self.score_thresh,
                 self.nms_thresh, self.detections_per_img, self.decode_boxes, self.nms)
             result = [{"boxes": b, "labels": lbl, "scores": s} for b, s, lbl in zip(boxes, scores, labels, strict=True)]
@@ -363,7 +395,7 @@ class RoIHeads(nn.Module):
                 losses["loss_mask"] = self.maskrcnn_loss(mask_logits, mask_proposals, [t["masks"] for t in targets],
                                                          [t["labels"] for t in targets], pos_matched_idxs)
             else:
-                for mask_prob, r in zip(maskrcnn_inference(mask_logits, [r["labels"] for r in result]), result,
+                for mask_prob, r in zip(self.maskrcnn_inference(mask_logits, [r["labels"] for r in result]), result,
                                         strict=True):
                     r["masks"] = mask_prob
         return result, losses

@@ -5,8 +5,11 @@ Boxes are ``(x1, y1, x2, y2)`` in pixels. Each piece gives the same result as it
 namesake in ``torchvision.models.detection``: ``_utils.Matcher``,
 ``_utils.BalancedPositiveNegativeSampler``, ``rpn.RPNHead``, ``rpn.concat_box_prediction_layers``,
 ``RegionProposalNetwork.assign_targets_to_anchors`` (here ``assign_targets_to_anchors``) and
-``RegionProposalNetwork.filter_proposals``. ``proposal_recall`` is the course's own measure.
+``RegionProposalNetwork.filter_proposals``. ``rpn_head_outputs`` is the first half of
+``RegionProposalNetwork.forward`` (head, anchors, anchor order); ``proposal_recall`` is the course's own measure.
 """
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +71,41 @@ def concat_box_prediction_layers(box_cls: list[Tensor], box_regression: list[Ten
         cls_flat.append(permute_and_flatten(cls, N, A, AxC // A, H, W))
         reg_flat.append(permute_and_flatten(reg, N, A, 4, H, W))
     return torch.cat(cls_flat, dim=1).flatten(0, -2), torch.cat(reg_flat, dim=1).reshape(-1, 4)
+
+
+class RPNHeadOutputs(NamedTuple):
+    """What ``rpn_head_outputs`` returns. B images, L levels, A anchors per cell, N = sum of A * H_l * W_l."""
+
+    objectness: Tensor  #: (B * N, 1) logits, anchor order, image-major (``concat_box_prediction_layers``)
+    pred_bbox_deltas: Tensor  #: (B * N, 4) box deltas, same order
+    anchors: list[Tensor]  #: per image, (N, 4) anchors (x1, y1, x2, y2) in the batched image's pixels
+    num_anchors_per_level: list[int]  #: A * H_l * W_l per level (sums to N)
+    objectness_maps: list[Tensor]  #: per level, (B, A, H_l, W_l) logits as the head gives them
+    deltas_maps: list[Tensor]  #: per level, (B, 4A, H_l, W_l)
+
+
+def rpn_head_outputs(*, head: nn.Module, anchor_generator: nn.Module, images, features) -> RPNHeadOutputs:
+    """The RPN before any filtering: the head on every level, the anchors, both in the same (anchor) order.
+
+    Args:
+        head: an ``RPNHead`` (ours or torchvision's): L feature maps -> L objectness and L delta maps.
+        anchor_generator: an ``AnchorGenerator`` (ours or torchvision's): ``(images, features)`` -> anchors.
+        images: the ``ImageList`` the features were computed from (``tensors`` (B, 3, H, W), ``image_sizes``).
+        features: the backbone's L maps (B, C, H_l, W_l), a list or the backbone's dict (its order is kept).
+
+    Returns:
+        ``RPNHeadOutputs``: objectness (B * N, 1), pred_bbox_deltas (B * N, 4), anchors (per image (N, 4)),
+        num_anchors_per_level, and the per-level maps (B, A, H_l, W_l) and (B, 4A, H_l, W_l). Row i of
+        ``objectness`` and ``pred_bbox_deltas`` belongs to anchor ``i % N`` of image ``i // N``. The same
+        steps, in the same order, as torchvision's ``RegionProposalNetwork.forward`` before ``decode``.
+    """
+    features = list(features.values()) if isinstance(features, dict) else list(features)
+    objectness_maps, deltas_maps = head(features)
+    anchors = anchor_generator(images, features)
+    num_anchors_per_level = [o[0].numel() for o in objectness_maps]  # A * H * W per level
+    objectness, pred_bbox_deltas = concat_box_prediction_layers(objectness_maps, deltas_maps)
+    return RPNHeadOutputs(objectness, pred_bbox_deltas, anchors, num_anchors_per_level, objectness_maps,
+                          deltas_maps)
 
 
 def assign_targets_to_anchors(anchors: Tensor, gt_boxes: Tensor, matcher: Matcher,
@@ -208,6 +246,7 @@ class RegionProposalNetwork(nn.Module):
 
     The functions it calls are attributes (``box_iou``, ``nms``, ``encode_boxes``, ``decode_boxes``,
     ``rpn_loss``) so a learner's own can be plugged in (``course_lib.detection.mask_rcnn.plug_in``).
+    ``filter_proposals`` is a method with torchvision's signature (the settings are the module's).
     """
 
     def __init__(self, anchor_generator: nn.Module, head: nn.Module, fg_iou_thresh: float, bg_iou_thresh: float,
@@ -231,19 +270,21 @@ class RegionProposalNetwork(nn.Module):
     def post_nms_top_n(self) -> int:
         return self._post_nms_top_n["training" if self.training else "testing"]
 
+    def filter_proposals(self, proposals: Tensor, objectness: Tensor, image_shapes: list[tuple[int, int]],
+                         num_anchors_per_level: list[int]) -> tuple[list[Tensor], list[Tensor]]:
+        """``filter_proposals`` (the function above) with this module's settings and ``nms``."""
+        return filter_proposals(proposals, objectness, image_shapes, num_anchors_per_level, self.pre_nms_top_n(),
+                                self.post_nms_top_n(), self.nms_thresh, self.score_thresh, self.min_size,
+                                nms=self.nms)
+
     def forward(self, images, features: dict[str, Tensor], targets: list[dict[str, Tensor]] | None = None):
-        features = list(features.values())
-        objectness, pred_bbox_deltas = self.head(features)
-        anchors = self.anchor_generator(images, features)
+        objectness, pred_bbox_deltas, anchors, num_anchors_per_level, *_ = rpn_head_outputs(
+            head=self.head, anchor_generator=self.anchor_generator, images=images, features=features)
         num_images = len(anchors)
-        num_anchors_per_level = [o[0].numel() for o in objectness]  # A * H * W per level
-        objectness, pred_bbox_deltas = concat_box_prediction_layers(objectness, pred_bbox_deltas)
         # Proposals are not differentiated through (Faster R-CNN's "approximate joint training").
         proposals = self.decode_boxes(pred_bbox_deltas.detach(), torch.cat(anchors), self.box_coder_weights)
         proposals = proposals.view(num_images, -1, 4)
-        boxes, _ = filter_proposals(proposals, objectness, images.image_sizes, num_anchors_per_level,
-                                    self.pre_nms_top_n(), self.post_nms_top_n(), self.nms_thresh,
-                                    self.score_thresh, self.min_size, nms=self.nms)
+        boxes, _ = self.filter_proposals(proposals, objectness, images.image_sizes, num_anchors_per_level)
         losses = {}
         if self.training:
             if targets is None:

@@ -1,4 +1,4 @@
-"""Notebook 00's pictures and examples: the pipeline diagram, made-up detections for the exercises,
+"""Notebook 00's pictures and examples: the pipeline diagram,
 detections drawn with legible labels, and the model on real photographs. Taught in: 00_overview
 """
 
@@ -61,56 +61,6 @@ def pipeline_figure(highlight_mask_branch: bool = True):
     ax.set_title("Mask R-CNN = Faster R-CNN + a mask branch (numbers: the notebook that opens each stage)",
                  fontsize=12)
     return fig
-
-
-def fake_detections(n: int, seed: int, size: tuple[int, int] = (32, 40), max_score: float = 1.0,
-                    exact: float | None = None) -> dict:
-    """A made-up output dict with ``n`` detections, for exercise checkers (sorted scores, soft masks)."""
-    g = torch.Generator().manual_seed(seed)
-    h, w = size
-    xy = torch.rand(n, 2, generator=g) * torch.tensor([w / 2, h / 2])
-    wh = torch.rand(n, 2, generator=g) * torch.tensor([w / 2, h / 2]) + 1
-    scores = (torch.rand(n, generator=g) * max_score).sort(descending=True).values
-    if exact is not None and n:
-        scores[n // 2] = exact  # a score exactly at the threshold
-        scores = scores.sort(descending=True).values
-    return {"boxes": torch.cat([xy, xy + wh], 1), "labels": torch.randint(1, 4, (n,), generator=g),
-            "scores": scores, "masks": torch.rand(n, 1, h, w, generator=g)}
-
-
-def match_detections(pred_boxes: torch.Tensor, gt_boxes: torch.Tensor, iou_threshold: float = 0.5) -> torch.Tensor:
-    """For detections sorted best first, the index of the ground-truth box each one hits, or -1 (a miss).
-
-    Greedy, as COCO evaluation does it: each detection in turn takes the not-yet-taken ground-truth box it
-    overlaps most, if that IoU is at least ``iou_threshold``; a second detection of a taken box is a miss.
-    ``pred_boxes`` (N, 4) and ``gt_boxes`` (M, 4) are xyxy; the result is (N,) int64.
-    """
-    from course_lib.ops.boxes import box_iou
-
-    matched = torch.full((len(pred_boxes),), -1, dtype=torch.int64)
-    if len(pred_boxes) == 0 or len(gt_boxes) == 0:
-        return matched
-    iou = box_iou(pred_boxes, gt_boxes)
-    taken = torch.zeros(len(gt_boxes), dtype=torch.bool)
-    for i in range(len(pred_boxes)):
-        row = iou[i].masked_fill(taken, -1.0)
-        best = int(row.argmax())
-        if row[best] >= iou_threshold:
-            matched[i] = best
-            taken[best] = True
-    return matched
-
-
-def match_cases_boxes(seed: int, n_pred: int, n_gt: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ground-truth boxes and detections near some of them (jittered copies and duplicates), for the checker."""
-    g = torch.Generator().manual_seed(seed)
-    xy = torch.rand(n_gt, 2, generator=g) * 80
-    gt = torch.cat([xy, xy + 20 + torch.rand(n_gt, 2, generator=g) * 30], 1)
-    if n_gt == 0:
-        return torch.rand(n_pred, 2, generator=g).repeat(1, 2) * 100 + torch.tensor([0, 0, 12, 12]), gt
-    pick = torch.arange(n_pred) % n_gt
-    pred = gt[pick] + (torch.rand(n_pred, 4, generator=g) - 0.5) * 8
-    return pred, gt
 
 
 def soft_mask_figure(prob: torch.Tensor, threshold: float = 0.5):

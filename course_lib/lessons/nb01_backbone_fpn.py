@@ -14,7 +14,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 from torch import Tensor
 
 from course_lib.detection.backbone_utils import feature_shapes
-from course_lib.lessons.draw import _axes, _box, _show
+from course_lib.lessons.draw import add_box, panel_grid, show_image
 
 # Stride (pixels per cell) of each level of a ResNet + FPN backbone.
 STRIDES = {"C2": 4, "C3": 8, "C4": 16, "C5": 32, "P2": 4, "P3": 8, "P4": 16, "P5": 32, "P6": 64}
@@ -118,12 +118,12 @@ def stride_grid_figure(image: Tensor, levels: list[str], cell: tuple[int, int] |
     position in image pixels, (x * stride, y * stride): where its anchors are centred.
     """
     h, w = image.shape[-2:]
-    fig, axes = _axes(len(levels), size)
+    fig, axes = panel_grid(len(levels), size)
     for ax, level in zip(axes.flat, levels, strict=True):
         s = STRIDES[level]
         gh, gw = feature_shapes((h, w))[level]
         ax.set_facecolor("#eeeeee")
-        _show(ax, image)
+        show_image(ax, image)
         frame = Rectangle((0, 0), w, h, fill=False, ec="black", lw=1)
         ax.add_patch(frame)
         segments = [([0, gw * s], [i * s, i * s]) for i in range(gh + 1)]
@@ -151,11 +151,11 @@ def top_channels(feature: Tensor, k: int) -> Tensor:
 def channel_gallery(image: Tensor, rows: dict[str, Tensor], k: int = 6, size: float = 1.75):
     """One row per ``name: (C, H, W) feature map``: the image, then its ``k`` most varying channels
     (grey: dark = 0, white = the channel's maximum)."""
-    fig, axes = _axes(k + 1, size, nrows=len(rows))
+    fig, axes = panel_grid(k + 1, size, nrows=len(rows))
     h, w = image.shape[-2:]
     for r, (name, feature) in enumerate(rows.items()):
         feature = feature.detach().cpu()
-        _show(axes[r, 0], image)
+        show_image(axes[r, 0], image)
         axes[r, 0].set_title(name, fontsize=9, loc="left")
         for c, ch in enumerate(top_channels(feature, k).tolist(), start=1):
             m = feature[ch].float()
@@ -271,19 +271,19 @@ def receptive_field_figure(image: Tensor, erf: dict[str, tuple[Tensor, tuple[int
     and the theoretical receptive field as a dashed square when given."""
     n = len(erf)
     nrows = (n + ncols - 1) // ncols
-    fig, axes = _axes(ncols, size, nrows)
+    fig, axes = panel_grid(ncols, size, nrows)
     h, w = image.shape[-2:]
     for ax in axes.flat:
         ax.axis("off")
     for ax, (level, (g, (cx, cy))) in zip(axes.flat, erf.items(), strict=False):
-        _show(ax, image, grey=True)
+        show_image(ax, image, grey=True)
         ax.imshow(g.numpy(), cmap="hot", alpha=0.75, extent=(0, w, h, 0), vmin=0, vmax=1)
         ax.plot([cx + 0.5], [cy + 0.5], "o", color="cyan", ms=4, mec="black", mew=0.6)  # pixel centre
         title = f"{level}: centre cell"
         lo_x, lo_y, hi_x, hi_y = -2, -2, w + 2, h + 2
         if theoretical and level in theoretical:
             r = theoretical[level]  # pixels cx - (r-1)/2 .. cx + (r-1)/2, i.e. edges cx - r/2 + 0.5 ...
-            _box(ax, (cx - r / 2 + 0.5, cy - r / 2 + 0.5, cx + r / 2 + 0.5, cy + r / 2 + 0.5), "cyan", lw=1.2,
+            add_box(ax, (cx - r / 2 + 0.5, cy - r / 2 + 0.5, cx + r / 2 + 0.5, cy + r / 2 + 0.5), "cyan", lw=1.2,
                  ls="--")
             title += f", RF {r} px" if level.startswith("C") else f" (square: C{level[1:]}'s RF)"
             lo_x, lo_y = min(lo_x, cx - r / 2 - 2), min(lo_y, cy - r / 2 - 2)

@@ -4,17 +4,17 @@ proposals and their recall. Taught in: 02_anchors_rpn
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import torch
+import torchvision
 from matplotlib.patches import FancyArrowPatch, Rectangle
 from torch import Tensor
 
-from course_lib.detection._utils import BoxCoder, Matcher, encode_boxes
-from course_lib.detection.rpn import assign_targets_to_anchors, concat_box_prediction_layers, filter_proposals
-from course_lib.lessons.draw import GT, NEG, NEU, POS, _axes, _box, _show
+from course_lib.detection._utils import Matcher, decode_boxes, encode_boxes
+from course_lib.detection.rpn import assign_targets_to_anchors, filter_proposals, rpn_head_outputs
+from course_lib.lessons.draw import GT, NEG, NEU, POS, add_box, panel_grid, show_image
 from course_lib.utils.colours import PALETTE
 from course_lib.utils.ui import headless
 
@@ -27,20 +27,20 @@ def anchor_figure(image: Tensor, anchors: list[Tensor], feature_sizes: list[tupl
     """One panel per level: every anchor centre (dots) and the anchors of the centre cell.
     ``sizes`` (one per level) and ``ratios`` only label the picture."""
     h, w = image.shape[-2:]
-    fig, axes = _axes(len(anchors), size)
+    fig, axes = panel_grid(len(anchors), size)
     for k, (ax, a, (gh, gw)) in enumerate(zip(axes.flat, anchors, feature_sizes, strict=True)):
         stride = h // gh
         a = a.view(gh, gw, anchors_per_cell, 4)
         centre = a[gh // 2, gw // 2]
         centres = (a[:, :, 0, :2] + a[:, :, 0, 2:]) / 2
         ax.set_facecolor("#eeeeee")
-        _show(ax, image)
+        show_image(ax, image)
         ax.add_patch(Rectangle((0, 0), w, h, fill=False, ec="black", lw=1))
         ax.plot(centres[..., 0].flatten().numpy(), centres[..., 1].flatten().numpy(), ".", color="white",
                 ms=max(1.5, min(5.0, 60 / gw)), mec="black", mew=0.3)
         for r, box in enumerate(centre):
             label = f"ratio {ratios[r % len(ratios)]}" if ratios else None
-            _box(ax, box, RATIO_COLOURS[r % len(RATIO_COLOURS)], lw=1.6, label=label)
+            add_box(ax, box, RATIO_COLOURS[r % len(RATIO_COLOURS)], lw=1.6, label=label)
         x1, y1 = min(0.0, centre[:, 0].min().item()), min(0.0, centre[:, 1].min().item())
         x2, y2 = max(float(w), centre[:, 2].max().item()), max(float(h), centre[:, 3].max().item())
         pad = 0.04 * max(x2 - x1, y2 - y1)
@@ -60,14 +60,14 @@ def anchor_figure(image: Tensor, anchors: list[Tensor], feature_sizes: list[tupl
 
 def iou_figure(pairs: list[tuple[Tensor, Tensor]], ious: list[float], size: float = 2.6):
     """One panel per pair of boxes: both boxes, their overlap filled, and the IoU."""
-    fig, axes = _axes(len(pairs), size)
+    fig, axes = panel_grid(len(pairs), size)
     for ax, (a, b), iou in zip(axes.flat, pairs, ious, strict=True):
-        _box(ax, a, "#4363d8", lw=2)
-        _box(ax, b, "#e6194b", lw=2)
+        add_box(ax, a, "#4363d8", lw=2)
+        add_box(ax, b, "#e6194b", lw=2)
         ix1, iy1 = max(a[0], b[0]), max(a[1], b[1])
         ix2, iy2 = min(a[2], b[2]), min(a[3], b[3])
         if ix2 > ix1 and iy2 > iy1:
-            _box(ax, (ix1, iy1, ix2, iy2), "#911eb4", fill=True, alpha=0.35, lw=0)
+            add_box(ax, (ix1, iy1, ix2, iy2), "#911eb4", fill=True, alpha=0.35, lw=0)
         both = torch.stack([torch.as_tensor(a), torch.as_tensor(b)]).float()
         lo, hi = both[:, :2].min().item(), both[:, 2:].max().item()
         ax.set_xlim(lo - 3, hi + 3)
@@ -101,21 +101,21 @@ def anchor_labels_figure(image: Tensor, gt_boxes: Tensor, anchors: Tensor, label
                          high: float = 0.7, size: float = 3.6):
     """Left: the positive anchors (solid: IoU >= ``high``; dashed: low-quality matches). Middle: the
     neutral anchors (ignored in training). Right: negative anchor centres, which are everywhere else."""
-    fig, axes = _axes(3, size)
+    fig, axes = panel_grid(3, size)
     h, w = image.shape[-2:]
     pos, neu, neg = labels == 1, labels == -1, labels == 0
     titles = [f"{int(pos.sum())} positive anchors\n(dashed: low-quality match, IoU < {high})",
               f"{int(neu.sum())} neutral anchors\n(IoU in [0.3, 0.7): ignored)",
               f"{int(neg.sum())} negative anchors (centres)\n(IoU < 0.3 with every object)"]
     for ax, title in zip(axes.flat, titles, strict=True):
-        _show(ax, image, grey=True)
+        show_image(ax, image, grey=True)
         for g in gt_boxes:
-            _box(ax, g, GT, lw=1.0, ls=":")
+            add_box(ax, g, GT, lw=1.0, ls=":")
         ax.set_title(title, fontsize=9)
     for a, iou in zip(anchors[pos], best_iou[pos], strict=True):
-        _box(axes[0, 0], a, POS, lw=2.0, ls="-" if iou >= high else "--")
+        add_box(axes[0, 0], a, POS, lw=2.0, ls="-" if iou >= high else "--")
     for a in anchors[neu]:
-        _box(axes[0, 1], a, NEU, lw=0.8, alpha=0.8)
+        add_box(axes[0, 1], a, NEU, lw=0.8, alpha=0.8)
     c = (anchors[neg, :2] + anchors[neg, 2:]) / 2
     axes[0, 2].plot(c[:, 0].numpy(), c[:, 1].numpy(), ".", color=NEG, ms=1.5, alpha=0.5)
     for ax in axes.flat:
@@ -133,15 +133,15 @@ def sampling_figure(image: Tensor, gt_boxes: Tensor, anchors: Tensor, labels: Te
     fig, axes = plt.subplots(1, 2, figsize=(2.3 * size, size + 0.3), gridspec_kw={"width_ratios": [1, 1.2]})
     ax = axes[0]
     h, w = image.shape[-2:]
-    _show(ax, image, grey=True)
+    show_image(ax, image, grey=True)
     for g in gt_boxes:
-        _box(ax, g, GT, lw=1.0, ls=":")
+        add_box(ax, g, GT, lw=1.0, ls=":")
     neg = anchors[neg_mask.bool()]
     c = (neg[:, :2] + neg[:, 2:]) / 2
     ax.plot(c[:, 0].numpy(), c[:, 1].numpy(), "o", color=NEG, ms=3, mec="white", mew=0.4,
             label=f"{len(neg)} negatives (centres)")
     for i, a in enumerate(anchors[pos_mask.bool()]):
-        _box(ax, a, POS, lw=2, label=f"{int(pos_mask.sum())} positives" if i == 0 else None)
+        add_box(ax, a, POS, lw=2, label=f"{int(pos_mask.sum())} positives" if i == 0 else None)
     ax.set_xlim(0, w)
     ax.set_ylim(h, 0)
     ax.set_xticks([])
@@ -175,8 +175,8 @@ def box_coding_figure(anchor: Tensor, gt: Tensor, codes: Tensor, size: float = 4
     """An anchor, a ground-truth box, the shift between their centres and the four numbers that code it."""
     fig, ax = plt.subplots(figsize=(size * 1.7, size))
     a, g = anchor.tolist(), gt.tolist()
-    _box(ax, a, "#4363d8", lw=2, ls="--", label="anchor (the reference)")
-    _box(ax, g, POS, lw=2, label="ground truth (the target)")
+    add_box(ax, a, "#4363d8", lw=2, ls="--", label="anchor (the reference)")
+    add_box(ax, g, POS, lw=2, label="ground truth (the target)")
     ac = ((a[0] + a[2]) / 2, (a[1] + a[3]) / 2)
     gc = ((g[0] + g[2]) / 2, (g[1] + g[3]) / 2)
     ax.plot(*ac, "o", color="#4363d8")
@@ -222,6 +222,14 @@ class RPNOutput:
     image_sizes: list[tuple[int, int]]
 
 
+def _head_outputs(model, images: list[Tensor]):
+    """The model's transform and backbone, then ``rpn_head_outputs`` with its RPN's head and anchor generator."""
+    image_list, _ = model.transform(images)
+    features = model.backbone(image_list.tensors)
+    return image_list, rpn_head_outputs(head=model.rpn.head, anchor_generator=model.rpn.anchor_generator,
+                                        images=image_list, features=features)
+
+
 def rpn_forward(model, images: list[Tensor]) -> RPNOutput:
     """Run a torchvision detection model's transform, backbone and RPN head (no filtering) on images.
 
@@ -230,16 +238,13 @@ def rpn_forward(model, images: list[Tensor]) -> RPNOutput:
     those of the transformed images (the same as the inputs for the course model's 128x128 images).
     """
     with torch.no_grad():
-        image_list, _ = model.transform(images)
-        features = list(model.backbone(image_list.tensors).values())
-        logits, deltas = model.rpn.head(features)
-        anchors = torch.stack(model.rpn.anchor_generator(image_list, features))
-        num_per_level = [lg[0].numel() for lg in logits]
-        obj, reg = concat_box_prediction_layers(logits, deltas)
+        image_list, head = _head_outputs(model, images)
+        anchors = torch.stack(head.anchors)
         b = len(images)
-        decoded = BoxCoder((1.0, 1.0, 1.0, 1.0)).decode(reg, anchors.reshape(-1, 4))
-    return RPNOutput(anchors, reg.view(b, -1, 4), decoded.view(b, -1, 4), obj.view(b, -1),
-                     [torch.sigmoid(lg) for lg in logits], num_per_level, list(image_list.image_sizes))
+        decoded = decode_boxes(head.pred_bbox_deltas, anchors.reshape(-1, 4), (1.0, 1.0, 1.0, 1.0))
+    return RPNOutput(anchors, head.pred_bbox_deltas.view(b, -1, 4), decoded.view(b, -1, 4),
+                     head.objectness.view(b, -1), [torch.sigmoid(lg) for lg in head.objectness_maps],
+                     head.num_anchors_per_level, list(image_list.image_sizes))
 
 
 def proposals(out: RPNOutput, pre_nms_top_n: int = 500, post_nms_top_n: int = 250, nms_thresh: float = 0.7,
@@ -247,21 +252,25 @@ def proposals(out: RPNOutput, pre_nms_top_n: int = 500, post_nms_top_n: int = 25
     """``filter_proposals`` on an ``RPNOutput``: per image, proposals (K, 4) and scores (K,), best first.
 
     ``nms_thresh=1.0`` switches NMS off (no IoU is above 1). ``moved=False`` keeps the anchors where they
-    are (same objectness, box codes ignored), to see what the box codes add. With ``rpn`` (a torchvision
-    ``RegionProposalNetwork``, e.g. ``model.rpn``) the same steps run through its own ``filter_proposals``,
-    with these settings: the same boxes, faster on a CPU (C++ NMS).
+    are (same objectness, box codes ignored), to see what the box codes add. With ``rpn`` (a
+    ``RegionProposalNetwork``, e.g. ``model.rpn``) the same steps run through torchvision's
+    ``filter_proposals``, in a new torchvision RPN with ``rpn``'s head and anchors and these settings (``rpn``
+    is left as it is): the same boxes, faster on a CPU (C++ NMS).
     """
     boxes = out.decoded if moved else out.anchors
     if rpn is None:
         return filter_proposals(boxes, out.objectness, out.image_sizes, out.num_anchors_per_level,
                                 pre_nms_top_n, post_nms_top_n, nms_thresh, 0.0, min_size)
-    rpn = copy.copy(rpn)  # a shallow copy with other settings; the model's RPN is left as it is
-    rpn.training = False
-    rpn._pre_nms_top_n = {"training": pre_nms_top_n, "testing": pre_nms_top_n}
-    rpn._post_nms_top_n = {"training": post_nms_top_n, "testing": post_nms_top_n}
-    rpn.nms_thresh, rpn.score_thresh, rpn.min_size = nms_thresh, 0.0, min_size
+    matcher, sampler = rpn.proposal_matcher, rpn.fg_bg_sampler
+    tv_rpn = torchvision.models.detection.rpn.RegionProposalNetwork(
+        rpn.anchor_generator, rpn.head, matcher.high_threshold, matcher.low_threshold,
+        sampler.batch_size_per_image, sampler.positive_fraction,
+        pre_nms_top_n={"training": pre_nms_top_n, "testing": pre_nms_top_n},
+        post_nms_top_n={"training": post_nms_top_n, "testing": post_nms_top_n},
+        nms_thresh=nms_thresh, score_thresh=0.0)  # no .eval(): it would switch rpn's head too; same top-n both ways
+    tv_rpn.min_size = min_size  # a public setting the constructor does not take (1e-3 by default)
     with torch.no_grad():
-        return rpn.filter_proposals(boxes, out.objectness, out.image_sizes, out.num_anchors_per_level)
+        return tv_rpn.filter_proposals(boxes, out.objectness, out.image_sizes, out.num_anchors_per_level)
 
 
 def objectness_figure(image: Tensor, maps: list[Tensor], gt_boxes: Tensor | None = None,
@@ -271,8 +280,8 @@ def objectness_figure(image: Tensor, maps: list[Tensor], gt_boxes: Tensor | None
     Cell (y, x) of a stride-s map is drawn centred on (x * s, y * s), where its anchors are centred.
     """
     h, w = image.shape[-2:]
-    fig, axes = _axes(len(maps) + 1, size)
-    _show(axes[0, 0], image)
+    fig, axes = panel_grid(len(maps) + 1, size)
+    show_image(axes[0, 0], image)
     axes[0, 0].set_title("image", fontsize=9)
     for k, (ax, m) in enumerate(zip(axes.flat[1:], maps, strict=True)):
         m = (m[0].max(dim=0).values if m.dim() == 4 else m).cpu()  # (B, A, H, W) -> max over anchors
@@ -281,7 +290,7 @@ def objectness_figure(image: Tensor, maps: list[Tensor], gt_boxes: Tensor | None
                        extent=(-s / 2, m.shape[-1] * s - s / 2, m.shape[-2] * s - s / 2, -s / 2))
         if gt_boxes is not None:
             for g in gt_boxes:
-                _box(ax, g, GT, lw=0.8, ls=":")
+                add_box(ax, g, GT, lw=0.8, ls=":")
         ax.set_xlim(-s / 2, w - s / 2)
         ax.set_ylim(h - s / 2, -s / 2)
         name = f"P{k + 2}" + (f", anchors {anchor_sizes[k]} px" if anchor_sizes else "")
@@ -295,13 +304,13 @@ def objectness_figure(image: Tensor, maps: list[Tensor], gt_boxes: Tensor | None
 
 def _draw_proposals(ax, image, boxes, scores, gt_boxes, title):
     h, w = image.shape[-2:]
-    _show(ax, image, grey=True)
+    show_image(ax, image, grey=True)
     if gt_boxes is not None:
         for g in gt_boxes:
-            _box(ax, g, GT, lw=1.2, ls=":")
+            add_box(ax, g, GT, lw=1.2, ls=":")
     cmap = plt.get_cmap("plasma")
     for b, s in list(zip(boxes.cpu(), scores.cpu(), strict=True))[::-1]:  # best drawn last, on top
-        _box(ax, b, cmap(float(s)), lw=1.2)
+        add_box(ax, b, cmap(float(s)), lw=1.2)
     ax.set_xlim(-1, w + 1)
     ax.set_ylim(h + 1, -1)
     ax.set_xticks([])
@@ -313,7 +322,7 @@ def proposals_figure(image: Tensor, panels: list[tuple[Tensor, Tensor, str]], gt
                      size: float = 3.6):
     """One panel per ``(boxes, scores, title)``: proposals coloured by objectness (yellow = high),
     ground truth dotted white."""
-    fig, axes = _axes(len(panels), size)
+    fig, axes = panel_grid(len(panels), size)
     for ax, (boxes, scores, title) in zip(axes.flat, panels, strict=True):
         _draw_proposals(ax, image, boxes, scores, gt_boxes, title)
     sm = plt.cm.ScalarMappable(cmap="plasma", norm=plt.Normalize(0, 1))
@@ -333,7 +342,7 @@ def recall_curve(out: RPNOutput, gt_boxes: list[Tensor], counts: list[int], iou_
 
 def recall_figure(counts: list[int], curves: dict[str, Tensor], iou_thresholds=(0.5, 0.7), size: float = 3.6):
     """Recall against the number of proposals kept, one panel per IoU threshold, one line per curve."""
-    fig, axes = _axes(len(iou_thresholds), size * 1.2)
+    fig, axes = panel_grid(len(iou_thresholds), size * 1.2)
     for t, (ax, thr) in enumerate(zip(axes.flat, iou_thresholds, strict=True)):
         for (label, curve), style in zip(curves.items(), ["o-", "s--", "^:", "d-."], strict=False):
             ax.plot(counts, curve[:, t].numpy(), style, label=label, ms=4)
@@ -388,17 +397,14 @@ def rpn_loss_inputs(model, image: Tensor, gt_boxes: Tensor, seed: int = 0) -> di
     model's sampler draws after ``torch.manual_seed(seed)``. Returns a dict to call ``rpn_loss(**inputs)``.
     """
     with torch.no_grad():
-        image_list, _ = model.transform([image])
-        features = list(model.backbone(image_list.tensors).values())
-        logits, deltas = model.rpn.head(features)
-        anchors = model.rpn.anchor_generator(image_list, features)[0]
-        objectness, pred_bbox_deltas = concat_box_prediction_layers(logits, deltas)
+        _, head = _head_outputs(model, [image])
+    anchors = head.anchors[0]
     matcher = model.rpn.proposal_matcher
     labels, matched = assign_targets_to_anchors(anchors, gt_boxes.to(anchors),
                                                 Matcher(matcher.high_threshold, matcher.low_threshold, True))
     torch.manual_seed(seed)
     pos, neg = model.rpn.fg_bg_sampler([labels])
-    return dict(objectness=objectness, pred_bbox_deltas=pred_bbox_deltas, labels=[labels],
+    return dict(objectness=head.objectness, pred_bbox_deltas=head.pred_bbox_deltas, labels=[labels],
                 regression_targets=[encode_boxes(matched, anchors)],
                 sampled_pos_inds=torch.where(pos[0])[0], sampled_neg_inds=torch.where(neg[0])[0])
 

@@ -7,15 +7,14 @@ functions draw them (matplotlib).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-from course_lib.ops._utils import _pair
+from course_lib.ops._utils import as_pair
 from course_lib.ops.poolers import assign_fpn_levels
-from course_lib.ops.roi_align import _box_geometry
+from course_lib.ops.roi_align import box_geometry
 from course_lib.ops.roi_pool import quantise_rois
 
 
@@ -34,53 +33,12 @@ def roi_pool_bins(box: Sequence[float], output_size, spatial_scale: float, featu
         excluded, clipped to the map). ``roi_pool``'s bin ``(i, j)`` is the max over
         ``rows[i]`` x ``cols[j]``.
     """
-    out_h, out_w = _pair(output_size)
+    out_h, out_w = as_pair(output_size)
     rois = torch.tensor([[0.0, *map(float, box)]])
     (x1, y1, x2, y2), (h0, h1), (w0, w1) = quantise_rois(rois, (out_h, out_w), spatial_scale, tuple(feature_size))
     return {"cells": (int(x1), int(y1), int(x2), int(y2)),
             "rows": list(zip(h0[0].tolist(), h1[0].tolist(), strict=True)),
             "cols": list(zip(w0[0].tolist(), w1[0].tolist(), strict=True))}
-
-
-def roi_pool_one_box(feature: Tensor, box: Tensor, output_size, spatial_scale: float = 1.0) -> Tensor:
-    """RoIPool of one box, written out bin by bin: the reference of notebook 03's RoIPool exercise.
-
-    Args:
-        feature: (C, H, W) feature map.
-        box: (4,) ``(x1, y1, x2, y2)`` in image pixels.
-        output_size: int or (out_h, out_w).
-        spatial_scale: 1 / stride of the map.
-
-    Returns:
-        (C, out_h, out_w) in ``feature``'s dtype, equal to ``torchvision.ops.roi_pool`` for that box (its CPU
-        kernel, ``roi_pool_kernel.cpp``, for float32): the corners are rounded to whole cells (C's ``round``:
-        halves away from zero), the snapped box spans ``x2 - x1 + 1`` cells (at least 1, both ends included),
-        bin ``i`` covers cells ``floor(i * bin)`` to ``ceil((i + 1) * bin)`` past its start (bin size and
-        products in float32, as the kernel computes them), clipped to the map; a bin keeps the maximum of its
-        cells, an empty bin 0.
-    """
-    out_h, out_w = _pair(output_size)
-    C, H, W = feature.shape
-
-    def c_round(v: float) -> int:  # halves away from zero
-        return int(math.floor(abs(v) + 0.5)) * (1 if v >= 0 else -1)
-
-    scaled = (box.detach().to(torch.float32) * torch.tensor(spatial_scale, dtype=torch.float32)).tolist()
-    x1, y1, x2, y2 = (c_round(v) for v in scaled)
-
-    def edges(start: int, end: int, bins: int, size: int) -> list[tuple[int, int]]:
-        length = max(end - start + 1, 1)
-        bin_size = torch.tensor(length, dtype=torch.float32) / bins
-        i = torch.arange(bins + 1, dtype=torch.float32) * bin_size
-        lo, hi = torch.floor(i[:-1]).long() + start, torch.ceil(i[1:]).long() + start
-        return list(zip(lo.clamp(0, size).tolist(), hi.clamp(0, size).tolist(), strict=True))
-
-    out = feature.new_zeros(C, out_h, out_w)
-    for i, (r0, r1) in enumerate(edges(y1, y2, out_h, H)):
-        for j, (c0, c1) in enumerate(edges(x1, x2, out_w, W)):
-            if r1 > r0 and c1 > c0:
-                out[:, i, j] = feature[:, r0:r1, c0:c1].amax(dim=(1, 2))
-    return out
 
 
 def sample_points(box: Sequence[float], output_size, spatial_scale: float = 1.0, sampling_ratio: int = -1,
@@ -94,9 +52,9 @@ def sample_points(box: Sequence[float], output_size, spatial_scale: float = 1.0,
         interpolates at, cell centres at whole numbers) is 0.5 less. Sample ``(a, b)`` of bin
         ``(i, j)`` is the point ``(ys[i, a], xs[j, b])``.
     """
-    out_h, out_w = _pair(output_size)
+    out_h, out_w = as_pair(output_size)
     rois = torch.tensor([[0.0, *map(float, box)]], dtype=torch.float64)
-    axes = _box_geometry(rois, (out_h, out_w), spatial_scale, sampling_ratio, aligned)
+    axes = box_geometry(rois, (out_h, out_w), spatial_scale, sampling_ratio, aligned)
     result = []
     for (start, bin_size, grid), out_len in zip(axes, (out_h, out_w), strict=True):
         g = int(grid[0])
@@ -161,7 +119,7 @@ def plot_roi_pool_quantisation(box: Sequence[float], output_size, stride: int, f
     """Two panels: the box and the cells RoIPool snaps it to; RoIPool's bins next to RoIAlign's."""
     import matplotlib.pyplot as plt
 
-    out_h, out_w = _pair(output_size)
+    out_h, out_w = as_pair(output_size)
     q = roi_pool_bins(box, output_size, 1.0 / stride, feature_size)
     cx1, cy1, cx2, cy2 = q["cells"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 5))
@@ -240,7 +198,7 @@ def plot_sampling_points(box: Sequence[float], output_size, stride: int, feature
     """
     import matplotlib.pyplot as plt
 
-    out_h, out_w = _pair(output_size)
+    out_h, out_w = as_pair(output_size)
     H, W = feature_size
     x1, y1, x2, y2 = map(float, box)
     fig, axes = plt.subplots(1, len(settings), figsize=(5 * len(settings), 5), squeeze=False)

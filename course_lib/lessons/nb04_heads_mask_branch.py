@@ -1,5 +1,7 @@
-"""Notebook 04's computations and pictures: jittered proposals, the box head's candidates, the mask head
-layer by layer, the mask loss's gradients, mask targets. Taught in: 04_heads_mask_branch
+"""Notebook 04's computations and pictures: jittered proposals, the mask head layer by layer, the mask
+loss's gradients, mask targets. Taught in: 04_heads_mask_branch
+
+The box head's candidates before NMS are ``course_lib.detection.roi_heads.detection_candidates``.
 """
 
 from __future__ import annotations
@@ -44,30 +46,6 @@ def mask_loss_gradients(logits: Tensor, label: int, target: Tensor) -> dict[str,
         loss.backward()
         grads[name] = x.grad
     return grads
-
-
-def candidate_detections(class_logits: Tensor, box_regression: Tensor, proposals: Tensor,
-                         image_shape: tuple[int, int], score_thresh: float = 0.05,
-                         box_coder_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)):
-    """The box head's (proposal, class) candidates of one image *before* NMS, for pictures.
-
-    Steps 1-4 of ``box_head.postprocess_detections``: softmax, class-specific decoding, clipping,
-    dropping background and candidates scoring <= ``score_thresh``.
-
-    Returns:
-        boxes (D, 4), scores (D,), labels (D,) int64.
-    """
-    from torchvision.models.detection._utils import BoxCoder
-
-    from course_lib.ops.boxes import clip_boxes_to_image
-
-    num_classes = class_logits.shape[-1]
-    boxes = BoxCoder(box_coder_weights).decode(box_regression, [proposals])  # (P, num_classes, 4)
-    boxes = clip_boxes_to_image(boxes, image_shape)[:, 1:].reshape(-1, 4)
-    scores = F.softmax(class_logits, -1)[:, 1:].reshape(-1)
-    labels = torch.arange(1, num_classes).repeat(len(proposals))
-    keep = scores > score_thresh
-    return boxes[keep], scores[keep], labels[keep]
 
 
 def mask_branch_stages(mask_head: torch.nn.Module, mask_predictor: torch.nn.Module,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from course_lib.training.error_analysis import _binary
+from course_lib.training.error_analysis import as_binary_masks
 from course_lib.training.pr_curves import PRCurve
 
 
@@ -120,7 +120,7 @@ def draw_error(image: torch.Tensor, output: dict, target: dict, kind: str, entry
         colours.append(GT_COLOUR)
         names.append(f"gt {class_names[int(target['labels'][gt])]}")
     if det is not None:
-        det_mask = _binary(output["masks"][det:det + 1], mask_threshold)[0].cpu()
+        det_mask = as_binary_masks(output["masks"][det:det + 1], mask_threshold)[0].cpu()
         boxes.append(output["boxes"][det].detach().cpu().float())
         colours.append(DET_COLOUR)
         names.append(f"{class_names[int(output['labels'][det])]} {float(output['scores'][det]):.2f}")

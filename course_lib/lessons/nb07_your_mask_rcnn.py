@@ -5,6 +5,7 @@ Taught in: 07_your_mask_rcnn
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,9 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from course_lib.data.shapes import shapes_sample  # noqa: F401 (lesson.shapes_sample in the notebook)
-from course_lib.detection.mask_rcnn import PLUGGABLE, MaskRCNN
-from course_lib.detection.roi_heads import maskrcnn_inference, postprocess_detections
-from course_lib.detection.rpn import concat_box_prediction_layers, filter_proposals
+from course_lib.detection.mask_rcnn import PLUGGABLE, STAGE_FUNCTIONS, MaskRCNN, wrapped_stage_functions
 from course_lib.lessons.draw import colour, draw_instances, plot_boxes
 from course_lib.training.engine import train_steps  # noqa: F401 (lesson.train_steps in the notebook)
 
@@ -91,72 +90,107 @@ def _shape(x) -> str:
     return str(x)
 
 
-@torch.no_grad()
+#: The stage modules ``trace`` records with forward hooks (its functions: ``mask_rcnn.STAGE_FUNCTIONS``).
+TRACED_MODULES = ("transform", "backbone", "rpn.head", "rpn.anchor_generator", "roi_heads.box_roi_pool",
+                  "roi_heads.box_head", "roi_heads.box_predictor", "roi_heads.mask_roi_pool", "roi_heads.mask_head",
+                  "roi_heads.mask_predictor")
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module):
+    """Every module in eval mode inside the block; each one's own mode back afterwards, even after an error."""
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        yield model.eval()
+    finally:
+        for module, mode in modes:
+            module.training = mode
+
+
+def record_forward(model: MaskRCNN, image: Tensor) -> tuple[dict, dict[str, object]]:
+    """``model([image])`` once, in eval mode, recording what every stage returns: forward hooks on
+    ``TRACED_MODULES``, recording wrappers around ``STAGE_FUNCTIONS`` (whatever is plugged in there). Returns the
+    model's output for the image and ``{path: what that stage returned}``. Hooks and wrappers are removed and
+    every module's train/eval mode restored afterwards, even after an error."""
+    seen: dict[str, object] = {}
+
+    def hook(path):
+        return lambda module, args, output: seen.setdefault(path, output)
+
+    def wrap(path, fn):
+        def recorded(*args, **kwargs):
+            result = fn(*args, **kwargs)
+            seen.setdefault(path, result)
+            return result
+        return recorded
+
+    handles = []
+    try:
+        for path in TRACED_MODULES:
+            handles.append(model.get_submodule(path).register_forward_hook(hook(path)))
+        with _eval_mode(model), torch.no_grad(), wrapped_stage_functions(model, wrap, STAGE_FUNCTIONS):
+            output = model([image])[0]
+    finally:
+        for handle in handles:
+            handle.remove()
+    return output, seen
+
+
 def trace(model: MaskRCNN, image: Tensor) -> Trace:
-    """Run the course-built ``model`` (eval mode) on one (3, H, W) image stage by stage, as its ``forward`` does,
-    and record every intermediate tensor. ``trace(...).values["output"]`` equals ``model([image])[0]``."""
-    model.eval()
+    """Run the course-built ``model`` (eval mode) on one (3, H, W) image and tabulate every intermediate tensor,
+    as recorded while ``model([image])`` runs (``record_forward``). ``trace(...).values["output"]`` is what that
+    call returned."""
+    rpn, heads = model.rpn, model.roi_heads
+    with _eval_mode(model):  # the settings the eval forward used
+        output, seen = record_forward(model, image)
+        pre_nms_top_n, post_nms_top_n = rpn.pre_nms_top_n(), rpn.post_nms_top_n()
     t = Trace()
     t.add("input", "image", image, "RGB, values in [0, 1]", "image")
 
-    images, _ = model.transform([image])
+    images, _ = seen["transform"]
     size = images.image_sizes[0]
     t.add("transform", "images.tensors", images.tensors, f"resized to {size[0]}x{size[1]}, normalised, batched")
 
-    features = model.backbone(images.tensors)
+    features = seen["backbone"]
     for i, (name, f) in enumerate(features.items()):
         level = i + 2
         t.add("backbone + FPN" if i == 0 else "", f"features['{name}']", f,
               f"P{level}: stride {images.tensors.shape[-1] // f.shape[-1]}, one vector per cell")
-    feats = list(features.values())
 
-    rpn = model.rpn
-    objectness, deltas = rpn.head(feats)
+    objectness, deltas = seen["rpn.head"]
     a = objectness[0].shape[1]
     t.add("rpn.head", "objectness[0]", objectness[0], f"P2: {a} logits per cell, object or not")
     t.add("", "pred_bbox_deltas[0]", deltas[0], f"P2: 4 box deltas for each of the {a} anchors of a cell")
-    anchors = rpn.anchor_generator(images, feats)[0]
+    anchors = seen["rpn.anchor_generator"][0]
     t.add("rpn.anchor_generator", "anchors", anchors, f"{a} per cell of every level, in image pixels", "anchors")
     t.values["anchors_per_level"] = [o[0].numel() for o in objectness]
-    t.values["feature_sizes"] = [tuple(f.shape[-2:]) for f in feats]
-    obj_flat, deltas_flat = concat_box_prediction_layers(objectness, deltas)
-    decoded = rpn.decode_boxes(deltas_flat, anchors, rpn.box_coder_weights)
-    t.add("decode_boxes", "decoded anchors", decoded, "every anchor moved by its deltas")
-    boxes, scores = filter_proposals(decoded.view(1, -1, 4), obj_flat, images.image_sizes,
-                                     t.values["anchors_per_level"], rpn.pre_nms_top_n(), rpn.post_nms_top_n(),
-                                     rpn.nms_thresh, rpn.score_thresh, rpn.min_size, nms=rpn.nms)
+    t.values["feature_sizes"] = [tuple(f.shape[-2:]) for f in features.values()]
+    t.add("decode_boxes", "decoded anchors", seen["rpn.decode_boxes"], "every anchor moved by its deltas")
+    boxes, scores = seen["rpn.filter_proposals"]
     t.add("filter_proposals", "proposals", boxes[0],
-          f"top {rpn.pre_nms_top_n()} per level, clip, NMS {rpn.nms_thresh}, best {rpn.post_nms_top_n()}",
+          f"top {pre_nms_top_n} per level, clip, NMS {rpn.nms_thresh}, best {post_nms_top_n}",
           "proposals")
     t.values["proposal_scores"] = scores[0]
 
-    heads = model.roi_heads
-    pooled = heads.box_roi_pool(features, boxes, images.image_sizes)
-    t.add("roi_heads.box_roi_pool", "box_features", pooled, "RoIAlign: a 7x7 patch per proposal, from its level")
-    vectors = heads.box_head(pooled)
-    t.add("roi_heads.box_head", "box_vectors", vectors, "flatten, fc6 + ReLU, fc7 + ReLU")
-    class_logits, box_regression = heads.box_predictor(vectors)
+    t.add("roi_heads.box_roi_pool", "box_features", seen["roi_heads.box_roi_pool"],
+          "RoIAlign: a 7x7 patch per proposal, from its level")
+    t.add("roi_heads.box_head", "box_vectors", seen["roi_heads.box_head"], "flatten, fc6 + ReLU, fc7 + ReLU")
+    class_logits, box_regression = seen["roi_heads.box_predictor"]
     t.add("roi_heads.box_predictor", "class_logits", class_logits, "one logit per class, background = 0")
     t.add("", "box_regression", box_regression, "4 deltas per class")
-    det_boxes, det_scores, det_labels = postprocess_detections(
-        class_logits, box_regression, boxes, images.image_sizes, heads.bbox_reg_weights, heads.score_thresh,
-        heads.nms_thresh, heads.detections_per_img, heads.decode_boxes, heads.nms)
+    det_boxes, _, det_labels = seen["roi_heads.postprocess_detections"]
     t.add("postprocess_detections", "boxes", det_boxes[0],
           f"decode, score > {heads.score_thresh}, NMS {heads.nms_thresh} per class")
     t.add("", "labels, scores", det_labels[0], "class and probability of each detection")
 
-    mask_pooled = heads.mask_roi_pool(features, det_boxes, images.image_sizes)
-    t.add("roi_heads.mask_roi_pool", "mask_features", mask_pooled, "RoIAlign: a 14x14 patch per detection")
-    mask_x = heads.mask_head(mask_pooled)
-    t.add("roi_heads.mask_head", "mask_head(...)", mask_x, "four 3x3 convs + ReLU, size kept")
-    mask_logits = heads.mask_predictor(mask_x)
-    t.add("roi_heads.mask_predictor", "mask_logits", mask_logits, "2x up-convolution, one 28x28 map per class")
-    mask_probs = maskrcnn_inference(mask_logits, det_labels)
-    t.add("maskrcnn_inference", "mask_probs", mask_probs[0], "sigmoid of the predicted class's map")
-
-    detections = [{"boxes": det_boxes[0], "labels": det_labels[0], "scores": det_scores[0], "masks": mask_probs[0]}]
-    output = model.postprocess(detections, images.image_sizes, [tuple(image.shape[-2:])])[0]
-    t.add("postprocess (paste)", "masks", output["masks"], "boxes back to the input's pixels, masks pasted")
+    t.add("roi_heads.mask_roi_pool", "mask_features", seen["roi_heads.mask_roi_pool"],
+          "RoIAlign: a 14x14 patch per detection")
+    t.add("roi_heads.mask_head", "mask_head(...)", seen["roi_heads.mask_head"], "four 3x3 convs + ReLU, size kept")
+    t.add("roi_heads.mask_predictor", "mask_logits", seen["roi_heads.mask_predictor"],
+          "2x up-convolution, one 28x28 map per class")
+    t.add("maskrcnn_inference", "mask_probs", seen["roi_heads.maskrcnn_inference"][0],
+          "sigmoid of the predicted class's map")
+    t.add("postprocess (paste)", "masks", seen["paste_masks"], "boxes back to the input's pixels, masks pasted")
     t.values["output"] = output
     return t
 

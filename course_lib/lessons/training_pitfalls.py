@@ -125,7 +125,7 @@ def coco_ids_as_strings(coco_gt=None, results: list[dict] | None = None) -> str 
 
 def categories_with_id_0() -> str | None:
     """A COCO file whose categories start at id 0: ``categories_of`` refuses it (label 0 is the background)."""
-    from course_lib.training.finetune import categories_of
+    from course_lib.data.coco_meta import categories_of
 
     with tempfile.TemporaryDirectory() as tmp:
         path = _coco_file(Path(tmp), [(0, "cat"), (1, "dog")])
@@ -164,7 +164,7 @@ def real_class_as_label_0() -> dict[str, dict[str, float]]:
 
 def category_names(category_ids: list[int]) -> list[str]:
     """``categories_of`` on a COCO file with these category ids (named ``class<id>``): index = label."""
-    from course_lib.training.finetune import categories_of
+    from course_lib.data.coco_meta import categories_of
 
     with tempfile.TemporaryDirectory() as tmp:
         return categories_of(_coco_file(Path(tmp), [(i, f"class{i}") for i in category_ids]))

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from course_lib.ops._utils import BoxesArg, _pair, _to_rois
+from course_lib.ops._utils import BoxesArg, as_pair, to_rois
 from course_lib.ops.boxes import box_area
 from course_lib.ops.roi_align import roi_align
 
@@ -89,14 +89,14 @@ def multiscale_roi_align(
         names = featmap_names if featmap_names is not None else list(features)
         features = [v for k, v in features.items() if k in names]
     features = list(features)
-    out_h, out_w = _pair(output_size)
+    out_h, out_w = as_pair(output_size)
     if not image_shapes:
         raise ValueError("image_shapes should not be empty")
 
     # Scales from the largest image: 1/4, 1/8, ... (torchvision uses the height ratio).
     max_size = (max(s[0] for s in image_shapes), max(s[1] for s in image_shapes))
     scales = [_infer_scale(f, max_size) for f in features]
-    rois = _to_rois(boxes)
+    rois = to_rois(boxes)
     if len(features) == 1:
         return roi_align(features[0], rois, (out_h, out_w), scales[0], sampling_ratio)
 
@@ -125,7 +125,7 @@ class MultiScaleRoIAlign(torch.nn.Module):
                  canonical_scale: int = 224, canonical_level: int = 4):
         super().__init__()
         self.featmap_names = list(featmap_names)
-        self.output_size = _pair(output_size)
+        self.output_size = as_pair(output_size)
         self.sampling_ratio = sampling_ratio
         self.canonical_scale, self.canonical_level = canonical_scale, canonical_level
         self.roi_align, self.assign_fpn_levels = roi_align, assign_fpn_levels

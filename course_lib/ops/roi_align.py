@@ -38,15 +38,16 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from course_lib.ops._utils import BoxesArg, _pair, _to_rois
+from course_lib.ops._utils import BoxesArg, as_pair, to_rois
 
 
-def _box_geometry(rois: Tensor, output_size, spatial_scale: float, sampling_ratio: int, aligned: bool):
+def box_geometry(rois: Tensor, output_size, spatial_scale: float, sampling_ratio: int, aligned: bool):
     """Each box on the feature map, computed like torchvision's kernel (same float ops).
 
     Returns per axis (y, then x) a tuple ``(start, bin_size, grid)`` of (K,) tensors: where the
     box starts, the length of one bin, and the number of samples per bin along that axis
-    (torchvision's ``roi_bin_grid_h`` / ``roi_bin_grid_w``).
+    (torchvision's ``roi_bin_grid_h`` / ``roi_bin_grid_w``). ``rois`` is (K, 5) as ``to_rois`` makes it,
+    ``output_size`` is ``(out_h, out_w)``. Notebook 03's ``sample_points`` draws the samples from it.
     """
     out_h, out_w = output_size
     offset = 0.5 if aligned else 0.0  # aligned=True: pixel (i, j) has its centre at (i, j)
@@ -68,7 +69,7 @@ def _axis_taps(
     """Bilinear taps of the sample points of every bin, along one axis.
 
     Args:
-        start, bin_size, grid: (K,) from ``_box_geometry``.
+        start, bin_size, grid: (K,) from ``box_geometry``.
         out_len: number of bins (out_h or out_w); size: feature-map length (H or W).
         num_samples: samples per bin to lay out (>= grid.max(); extra ones get weight 0).
 
@@ -146,10 +147,10 @@ def roi_align_weights(
         ``k`` on image ``b`` and every channel ``c``:
         ``roi_align(...)[k, c] == Wy[k] @ input[b, c] @ Wx[k].T``.
     """
-    out_h, out_w = _pair(output_size)
+    out_h, out_w = as_pair(output_size)
     H, W = input_size
-    rois = _to_rois(boxes).detach()
-    y_axis, x_axis = _box_geometry(rois, (out_h, out_w), spatial_scale, sampling_ratio, aligned)
+    rois = to_rois(boxes).detach()
+    y_axis, x_axis = box_geometry(rois, (out_h, out_w), spatial_scale, sampling_ratio, aligned)
     matrices = []
     for (start, bin_size, grid), out_len, size in ((y_axis, out_h, H), (x_axis, out_w, W)):
         cells, weights = _axis_taps(start, bin_size, grid, out_len, size, _max_samples(grid))
@@ -196,8 +197,8 @@ def roi_align(
     out_dtype = input.dtype
     if out_dtype in (torch.float16, torch.bfloat16):
         input = input.float()
-    out_h, out_w = _pair(output_size)
-    rois = _to_rois(boxes).detach().to(input.dtype)  # like torchvision: no gradient for boxes
+    out_h, out_w = as_pair(output_size)
+    rois = to_rois(boxes).detach().to(input.dtype)  # like torchvision: no gradient for boxes
     return _roi_align(input, rois, out_h, out_w, spatial_scale, sampling_ratio, aligned).to(out_dtype)
 
 
@@ -207,7 +208,7 @@ def _roi_align(input: Tensor, rois: Tensor, out_h: int, out_w: int, spatial_scal
     N, C, H, W = input.shape
     K = rois.size(0)
 
-    y_axis, x_axis = _box_geometry(rois, (out_h, out_w), spatial_scale, sampling_ratio, aligned)
+    y_axis, x_axis = box_geometry(rois, (out_h, out_w), spatial_scale, sampling_ratio, aligned)
     cy, wy = _axis_band(*y_axis, out_h, H)  # (K, out_h, Ly): the rows each bin reads
     cx, wx = _axis_band(*x_axis, out_w, W)  # (K, out_w, Lx): the columns each bin reads
     # Every cell of every image as one row of a table: (N*H*W, C), row (b*H + y)*W + x.

@@ -1,5 +1,8 @@
 """Resumable training checkpoints: model, optimiser, scheduler, scaler, epoch, history and every random
 state, so that a resumed run continues exactly where it stopped. Taught in: 06_fine_tuning
+
+Read through ``course_lib.detection.model_file.load_file`` (``weights_only=True``), the one reader of weight
+files: inside its ``read_once()`` a run that checks a checkpoint and then resumes from it reads it once.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from course_lib.detection.model_file import load_file
 from course_lib.utils.files import write_atomic
 
 
@@ -41,5 +45,5 @@ def save_checkpoint(path: str | Path, model, optimizer, scheduler, epoch: int, h
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """A training checkpoint, loaded with ``weights_only=True``."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A training checkpoint, loaded with ``weights_only=True`` (``model_file.load_file``)."""
+    return load_file(path)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from course_lib.data.coco_meta import image_root_of, read_categories
 from course_lib.data.coco_validate import category_differences, validate_coco
-from course_lib.data.importers import image_root_of
 from course_lib.utils.errors import CommandError
 
 
@@ -36,9 +36,7 @@ def check_categories(train_file: str | Path, val_file: str | Path) -> None:
 
 def check_model_categories(classes: list[str], ann_file: str | Path) -> None:
     """Refuse when a model's classes (index = label) name the data's category ids differently."""
-    import json
-
-    cats = {c["id"]: c["name"] for c in json.loads(Path(ann_file).read_text(encoding="utf-8"))["categories"]}
+    cats = read_categories(ann_file)
     diff = [f"category id {i} is {n!r} in {ann_file} but {classes[i] if i < len(classes) else None!r} in the model"
             for i, n in sorted(cats.items()) if i >= len(classes) or classes[i] != n]
     if diff:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import torch
 from torchvision.ops import box_iou
 
+from course_lib.ops.boxes import box_iou as course_box_iou
+
 
 def mask_iou(masks1: torch.Tensor, masks2: torch.Tensor) -> torch.Tensor:
     """Pairwise IoU of two sets of binary masks, (N, H, W) and (M, H, W) -> (N, M) float32.
@@ -47,7 +49,49 @@ class ImageErrors:
 ERROR_KINDS = ("misses", "duplicates", "wrong_class", "poor_boxes", "poor_masks", "background")
 
 
-def _binary(masks: torch.Tensor | None, threshold: float) -> torch.Tensor | None:
+def greedy_match(ious: torch.Tensor, iou_threshold: float = 0.5, allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """Greedy matching of detections to ground-truth objects, as COCO evaluation does it.
+
+    Args:
+        ious: (N, M) IoU of each detection (rows, sorted best first) with each ground-truth object.
+        iou_threshold: the least IoU of a match.
+        allowed: optional (N, M) bool, the pairs that may match (``error_analysis``: the same class).
+
+    Returns:
+        (N,) int64: the column each detection takes, or -1. Each detection in turn takes the not-yet-taken
+        allowed object it overlaps most (the first one on a tie), if that IoU is at least ``iou_threshold``;
+        a later detection of a taken object gets -1.
+    """
+    matched = torch.full((ious.shape[0],), -1, dtype=torch.int64)
+    if ious.numel() == 0:
+        return matched
+    taken = torch.zeros(ious.shape[1], dtype=torch.bool, device=ious.device)
+    for i in range(ious.shape[0]):
+        blocked = taken if allowed is None else taken | ~allowed[i]
+        row = ious[i].masked_fill(blocked, -1.0)
+        best = int(row.argmax())
+        if row[best] >= iou_threshold:
+            matched[i] = best
+            taken[best] = True
+    return matched
+
+
+def match_detections(pred_boxes: torch.Tensor, gt_boxes: torch.Tensor, iou_threshold: float = 0.5) -> torch.Tensor:
+    """For detections sorted best first, the index of the ground-truth box each one hits, or -1 (a miss).
+
+    ``greedy_match`` on the boxes' IoU: each detection in turn takes the not-yet-taken ground-truth box it
+    overlaps most, if that IoU is at least ``iou_threshold``; a second detection of a taken box is a miss.
+    ``pred_boxes`` (N, 4) and ``gt_boxes`` (M, 4) are xyxy; the result is (N,) int64. The reference of
+    notebook 00's exercise.
+    """
+    if len(pred_boxes) == 0 or len(gt_boxes) == 0:
+        return torch.full((len(pred_boxes),), -1, dtype=torch.int64)
+    return greedy_match(course_box_iou(pred_boxes, gt_boxes), iou_threshold)
+
+
+def as_binary_masks(masks: torch.Tensor | None, threshold: float) -> torch.Tensor | None:
+    """Masks as (N, H, W) bool: (N, 1, H, W) or (N, H, W) probabilities above ``threshold``, or bool / 0-1
+    masks as they are; None stays None."""
     if masks is None:
         return None
     if masks.ndim == 4:  # (N, 1, H, W) probabilities, as the model returns them
@@ -76,29 +120,30 @@ def image_errors(output: dict, target: dict, score_threshold: float = 0.5, iou_t
     order = torch.argsort(output["scores"][keep], descending=True, stable=True)
     idx = torch.nonzero(keep).flatten()[order]
     boxes, labels = output["boxes"][idx].float(), output["labels"][idx]
-    masks = _binary(output.get("masks"), mask_threshold)
+    masks = as_binary_masks(output.get("masks"), mask_threshold)
     masks = masks[idx] if masks is not None else None
     crowd = torch.as_tensor(target.get("iscrowd", torch.zeros(len(target["labels"]))), dtype=torch.bool)
     gt_keep = torch.nonzero(~crowd).flatten()
     gt_boxes = torch.as_tensor(target["boxes"]).float()[gt_keep]
     gt_labels = torch.as_tensor(target["labels"])[gt_keep]
-    gt_masks = _binary(torch.as_tensor(target["masks"])[gt_keep], 0) if target.get("masks") is not None else None
+    gt_masks = (as_binary_masks(torch.as_tensor(target["masks"])[gt_keep], 0) if target.get("masks") is not None
+                else None)
     errors = ImageErrors(int(target["image_id"]), len(gt_keep), len(idx))
     ious = box_iou(boxes, gt_boxes) if len(idx) and len(gt_keep) else torch.zeros(len(idx), len(gt_keep))
     miou = ((mask_iou_fn or mask_iou)(masks, gt_masks) if masks is not None and gt_masks is not None
             else torch.full((len(idx), len(gt_keep)), float("nan")))
     same = labels[:, None] == gt_labels[None, :]
+    takes = greedy_match(ious, iou_threshold, allowed=same)  # each detection's object of its class, or -1
     matched = torch.zeros(len(gt_keep), dtype=torch.bool)
+    matched[takes[takes >= 0]] = True
     for d in range(len(idx)):
-        ok = same[d] & ~matched & (ious[d] >= iou_threshold)
-        if ok.any():
-            g = int(torch.where(ok, ious[d], torch.tensor(-1.0)).argmax())
-            matched[g] = True
+        if takes[d] >= 0:
+            g = int(takes[d])
             errors.matches.append((int(idx[d]), int(gt_keep[g]), float(ious[d, g]), float(miou[d, g])))
             if float(miou[d, g]) < mask_iou_threshold:
                 errors.poor_masks.append((int(idx[d]), int(gt_keep[g]), float(miou[d, g])))
             continue
-        near = ious[d] >= iou_threshold
+        near = ious[d] >= iou_threshold  # not matched: an object of its class near it was taken before
         if (near & same[d]).any():
             g = int(torch.where(near & same[d], ious[d], torch.tensor(-1.0)).argmax())
             errors.duplicates.append((int(idx[d]), int(gt_keep[g])))

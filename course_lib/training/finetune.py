@@ -14,7 +14,9 @@ refuses and lists the differences; ``--fresh`` starts over, ``--accept-changes``
 settings (recorded in the stored config under ``changes``). Before training, the train and val files
 are validated (``validate_coco``, images included) and must agree on their categories. At the end, rank 0
 evaluates on the val set (COCO bbox and segm AP) and writes ``<out>/model.pt`` (weights-only, float32,
-with the config and class names: ``load_finetuned`` reads it) and ``<out>/metrics.json``.
+with the config and class names: ``load_finetuned`` reads it) and ``<out>/metrics.json``. Each file is
+read once per run (``model_file.read_once``): the starting model file, and ``last.pt`` when resuming
+(checked for changed settings, then resumed from).
 
 Images live in the file's ``info["image_root"]`` (what ``./course coco build`` records), else in
 ``<annotations dir>/images`` (the shapes layout), else ``<annotations dir>/../images`` (the usual
@@ -41,18 +43,14 @@ from pathlib import Path
 
 import torch
 
-from course_lib.data.coco_dataset import (
-    CocoInstanceDataset,
-    collate_fn,
-    get_transform,
-    load_coco,
-)
-from course_lib.data.importers import image_root_of
+from course_lib.data.coco_dataset import CocoInstanceDataset, collate_fn, get_transform
+from course_lib.data.coco_meta import categories_of, image_root_of
 from course_lib.detection.course_model import (
-    COURSE_CONFIG,
+    CourseModelSpec,
     get_instance_segmentation_model,
     load_maskrcnn_resnet50_fpn,
 )
+from course_lib.detection.model_file import COURSE_ARCH, R50_ARCH, forget, read_once, save_model_file
 from course_lib.training.checkpoint import load_checkpoint
 from course_lib.training.cli_args import add_run_args
 from course_lib.training.data_checks import check_categories, check_data
@@ -65,12 +63,7 @@ from course_lib.training.engine import (
     warmup_step,
 )
 from course_lib.training.evaluation import evaluate, format_report
-from course_lib.training.model_file import (
-    load_model_file,
-    rounded_metrics,
-    save_model_file,
-    set_image_size,
-)
+from course_lib.training.model_file import load_model_file, rounded_metrics, set_image_size
 from course_lib.utils.device import get_device, seed_everything
 from course_lib.utils.errors import CommandError
 from course_lib.utils.files import write_json_atomic
@@ -123,34 +116,30 @@ def setup_distributed(device_arg: str | None) -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
-def categories_of(ann_file: str | Path) -> list[str]:
-    """Class names indexed by label (``[0]`` is ``'__background__'``), from a COCO file's categories.
-
-    The model predicts label ``k`` for category id ``k``, so ids must be 1, 2, ...: a gap is named
-    ``'__unused_<id>__'`` and costs one unused output.
-    """
-    cats = {c["id"]: c["name"] for c in load_coco(ann_file).dataset["categories"]}
-    if not cats or min(cats) < 1:
-        raise ValueError(f"{ann_file}: categories need ids 1, 2, ... (0 is background); got {sorted(cats)}")
-    return ["__background__"] + [cats.get(i, f"__unused_{i}__") for i in range(1, max(cats) + 1)]
-
-
-def build_model(spec: str, num_classes: int, classes: list[str], verbose: bool = True):
-    """``(model, config)``: the starting model with new predictors for ``num_classes`` (background included)."""
-    if spec == "resnet50":
-        model, source = load_maskrcnn_resnet50_fpn(verbose=verbose)
-        config = {"arch": "maskrcnn_resnet50_fpn", "source": source}
+def build_model(model: str, *, num_classes: int, classes: list[str], verbose: bool = True):
+    """``(model, config)``: the starting model (``'course'``, ``'resnet50'`` or a model file) with new
+    predictors for ``num_classes`` (background included); ``config`` is what its model file will hold
+    (the course model's whole spec, with the new classes)."""
+    if model == "resnet50":
+        net, source = load_maskrcnn_resnet50_fpn(verbose=verbose)
+        config = {"arch": R50_ARCH, "source": source, "num_classes": num_classes, "classes": classes}
     else:
-        model, _, stored = load_model_file(CHECKPOINT if spec == "course" else Path(spec))
-        arch = stored.get("arch", "course")
-        config = {**(COURSE_CONFIG if arch == "course" else {}), **stored, "arch": arch}
-    config.update(num_classes=num_classes, classes=classes)
-    return get_instance_segmentation_model(num_classes, model).train(), config
+        path = CHECKPOINT if model == "course" else Path(model)
+        net, _, stored = load_model_file(path)
+        forget(path)  # its only reader: no need to keep it in read_once's memory
+        arch = stored.get("arch", COURSE_ARCH)
+        if arch == COURSE_ARCH:
+            spec = CourseModelSpec.from_config(stored, strict=False).replace(num_classes=num_classes,
+                                                                               classes=tuple(classes))
+            config = {**spec.to_config(), "arch": arch}
+        else:
+            config = {**stored, "arch": arch, "num_classes": num_classes, "classes": classes}
+    return get_instance_segmentation_model(num_classes, net).train(), config
 
 
 def load_finetuned(path: str | Path, device: torch.device | str = "cpu"):
     """``(model in eval mode, class names)`` from a ``model.pt`` this command wrote (``weights_only=True``);
-    ``model_file.load_model_file`` reads it, as every model file."""
+    ``training.model_file.load_model_file`` reads it, as every model file."""
     model, classes, _ = load_model_file(path, device)
     return model, classes
 
@@ -165,9 +154,9 @@ def _default_split(split: str, rank: int, world: int) -> Path:
     return path if rank == 0 else shapes_split(split, progress=False)
 
 
-def _dataset(ann_file: Path, root: str | None, train: bool, limit: int):
-    ds = CocoInstanceDataset(Path(root) if root else image_root_of(ann_file), ann_file,
-                             get_transform(train=train), drop_crowd=train)
+def _dataset(ann_file: Path, *, root: str | None, train: bool, limit: int):
+    ds = CocoInstanceDataset(root=Path(root) if root else image_root_of(ann_file), ann_file=ann_file,
+                             transforms=get_transform(train=train), drop_crowd=train)
     return torch.utils.data.Subset(ds, range(min(limit, len(ds)))) if limit else ds
 
 
@@ -180,7 +169,7 @@ RUN_KEYS = ("model", "epochs", "batch_size", "lr", "momentum", "weight_decay", "
             "lr_steps", "gamma", "train_images", "seed", "image_size")
 
 
-def run_settings(args, train_file: Path, train_root: Path, warmup_iters: int) -> dict:
+def run_settings(args, *, train_file: Path, train_root: Path, warmup_iters: int) -> dict:
     settings = {k: getattr(args, k) for k in RUN_KEYS}
     settings.update(warmup_iters=warmup_iters, data_train=str(train_file.resolve()),
                     data_train_sha256=file_digest(train_file), train_root=str(train_root.resolve()))
@@ -195,7 +184,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     rank, world, device = setup_distributed(args.device)
     try:
-        return _run(args, rank, world, device)
+        with read_once():  # every file of the run is read from disk once
+            return _run(args, rank, world, device)
     finally:
         if world > 1:
             torch.distributed.destroy_process_group()
@@ -211,8 +201,8 @@ def _run(args, rank: int, world: int, device: torch.device) -> dict:
         check_data(val_file, args.val_root, "--data-val")
         check_categories(train_file, val_file)
     classes = categories_of(train_file)
-    train_set = _dataset(train_file, args.train_root, True, args.train_images)
-    model, config = build_model(args.model, len(classes), classes, verbose=rank == 0)
+    train_set = _dataset(train_file, root=args.train_root, train=True, limit=args.train_images)
+    model, config = build_model(args.model, num_classes=len(classes), classes=classes, verbose=rank == 0)
     if args.image_size:
         set_image_size(model, args.image_size)
         config["image_size"] = args.image_size
@@ -221,25 +211,26 @@ def _run(args, rank: int, world: int, device: torch.device) -> dict:
         min(50, max(1, round(0.1 * args.epochs * iters_per_epoch)))
     if args.schedule == "step":
         milestones = [round(e * iters_per_epoch) for e in args.lr_steps]
-        lr_lambda_fn = lambda total: warmup_step(total, warmup, milestones, args.gamma)
+        lr_lambda_fn = lambda total: warmup_step(total, warmup_iters=warmup, milestones=milestones, gamma=args.gamma)
     else:
         lr_lambda_fn = lambda total: warmup_cosine(total, warmup)
-    settings = run_settings(args, train_file, train_root, warmup)
+    settings = run_settings(args, train_file=train_file, train_root=train_root, warmup_iters=warmup)
     config = {**config, "args": vars(args), "run": settings, "changes": []}
     ckpt_path = Path(args.out) / "last.pt"
-    on_resume = None
+    apply_changes = None
     if ckpt_path.exists() and not args.fresh:
-        stored = load_checkpoint(ckpt_path)["config"]
+        ckpt = load_checkpoint(ckpt_path)  # read once: fit resumes from the same read
+        stored = ckpt["config"]
         diffs = setting_differences(stored.get("run", {}), settings)
         if diffs and not args.accept_changes:
             raise CommandError(f"{args.out} holds a run with other settings ({'; '.join(diffs)}): "
                                "--fresh starts over, --accept-changes continues with the new settings")
         config["changes"] = list(stored.get("changes", []))
         if diffs:
-            config["changes"].append({"after_epoch": load_checkpoint(ckpt_path)["epoch"], "differences": diffs})
+            config["changes"].append({"after_epoch": ckpt["epoch"], "differences": diffs})
             log("accepting changed settings: " + "; ".join(diffs))
 
-            def on_resume(optimizer, scheduler):  # the optimiser state holds the old settings: apply the new
+            def apply_changes(optimizer, scheduler):  # the optimiser state holds the old settings: apply the new
                 for g in optimizer.param_groups:
                     g.update(initial_lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
                 if scheduler is not None:
@@ -249,6 +240,13 @@ def _run(args, rank: int, world: int, device: torch.device) -> dict:
                 else:
                     for g in optimizer.param_groups:
                         g["lr"] = args.lr
+        del ckpt
+
+    def on_resume(optimizer, scheduler):
+        forget(ckpt_path)  # fit has its states: the read checkpoint need not stay in memory
+        if apply_changes is not None:
+            apply_changes(optimizer, scheduler)
+
     log(f"fine-tuning {config['arch']} for {len(classes)} classes ({', '.join(classes[1:])} + background) on "
         f"{len(train_set)} images, {world} process(es) on {device}, batch {args.batch_size} per process, "
         f"{iters_per_epoch} iterations per epoch, warm-up {warmup}")
@@ -257,7 +255,8 @@ def _run(args, rank: int, world: int, device: torch.device) -> dict:
                   out_dir=args.out, seed=args.seed, resume=not args.fresh, num_workers=args.workers,
                   collate_fn=collate_fn, config=config, stop_after=args.stop_after,
                   progress=not args.no_progress, epoch_lines=True, on_resume=on_resume,
-                  optimizer_fn=lambda params: make_sgd(params, args.lr, args.momentum, args.weight_decay),
+                  optimizer_fn=lambda params: make_sgd(params, lr=args.lr, momentum=args.momentum,
+                                                       weight_decay=args.weight_decay),
                   lr_lambda_fn=lr_lambda_fn)
     config = {k: v for k, v in config.items() if k not in ("args", "run", "changes")}
     result: dict = {"history": history, "classes": classes}
@@ -273,10 +272,10 @@ def _run(args, rank: int, world: int, device: torch.device) -> dict:
         return result
     out = Path(args.out)
     export = out / "model.pt"
-    save_model_file(model, export, config)
+    save_model_file(model, export, config=config)
     result["export"] = export
     if not args.no_eval:
-        val_set = _dataset(val_file, args.val_root, False, args.val_images)
+        val_set = _dataset(val_file, root=args.val_root, train=False, limit=args.val_images)
         report = evaluate(model, val_set, device, progress=not args.no_progress)
         log(format_report(report))
         metrics = rounded_metrics(report)

@@ -1,11 +1,11 @@
-"""The one model-file format and its one reader, plus what the two training commands share (metric
+"""Model files for the commands (``evaluate``, ``predict``, ``export``, ``finetune``, ``train``): loading one
+as a model with a one-line error the user can act on, and what the two training commands share (metric
 rounding). Taught in: 06_fine_tuning
 
-A model file is ``{"model": state_dict, "config": {...}}`` saved with ``torch.save`` (atomically) and read
-with ``weights_only=True``. ``config`` holds ``classes`` (index = label, ``[0]`` background) and either the
-course model's build config (``data/course_maskrcnn.pt``, written by ``./course train`` in float16; no
-``arch`` key or ``arch="course"``) or ``arch="maskrcnn_resnet50_fpn"`` with ``num_classes``. The course
-model's input size (``image_size``: images are resized to it, default 128) is part of that config.
+The format and its one reader live in ``course_lib.detection.model_file`` (``read_model_file``,
+``save_model_file``: ``{"model": state_dict, "config": {...}}``, ``weights_only=True``); the course model's
+spec in ``course_lib.detection.course_model`` (``CourseModelSpec``, ``model_from_file``). The course model's
+input size (``image_size``: images are resized to it, default 128) is part of that spec.
 """
 
 from __future__ import annotations
@@ -14,43 +14,24 @@ from pathlib import Path
 
 import torch
 
-from course_lib.detection.course_model import COURSE_CONFIG, build_course_model
+from course_lib.detection.course_model import model_from_file
+from course_lib.detection.model_file import ModelFileError, read_model_file
 from course_lib.utils.errors import CommandError
-from course_lib.utils.files import write_atomic
-
-
-def save_model_file(model, path: str | Path, config: dict, half: bool = False) -> Path:
-    """Write a model file atomically; ``half`` stores floating weights as float16 (half the size)."""
-    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    return write_atomic(path, lambda f: torch.save({"model": state, "config": config}, f))
 
 
 def load_model_file(path: str | Path, device: torch.device | str = "cpu"):
-    """``(model in eval mode, class names, config)`` from a model file (see the module docstring)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CommandError(f"{path}: model file not found")
+    """``(model in eval mode, class names, config)`` from a model file (read once); a missing or foreign
+    file is a ``CommandError``."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        config = ckpt["config"]
-        state = ckpt["model"]
-    except Exception as e:  # noqa: BLE001 - a file that is not ours
-        raise CommandError(f"{path}: not a course model file ({type(e).__name__}: {e})") from None
-    if config.get("arch") == "maskrcnn_resnet50_fpn":
-        from torchvision.models.detection import maskrcnn_resnet50_fpn
-
-        model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=config["num_classes"])
-        if config.get("image_size"):
-            set_image_size(model, config["image_size"])
-    else:
-        model = build_course_model({k: v for k, v in config.items() if k in COURSE_CONFIG})
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return model.to(device).eval(), list(config["classes"]), config
+        model_file = read_model_file(path)
+    except (FileNotFoundError, ModelFileError) as e:
+        raise CommandError(str(e)) from None
+    return model_from_file(model_file).to(device), model_file.classes, model_file.config
 
 
 def set_image_size(model, size: int) -> None:
     """Resize every image to ``size`` pixels (shorter and longer side) before the backbone, as the course
-    model does (``GeneralizedRCNNTransform``'s ``min_size``/``max_size``)."""
+    model does (``GeneralizedRCNNTransform``'s public ``min_size``/``max_size``), on a model already built."""
     model.transform.min_size, model.transform.max_size = (int(size),), int(size)
 
 

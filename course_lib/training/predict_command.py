@@ -15,14 +15,13 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from course_lib.data.coco_build import IMAGE_EXTENSIONS
 from course_lib.data.coco_dataset import to_rgb_uint8
 from course_lib.training.evaluation import to_coco_results
 from course_lib.training.model_file import load_model_file
+from course_lib.training.overlays import draw_instances
 from course_lib.training.predict import binarize_masks, filter_detections, run_inference
-from course_lib.utils.colours import colour
 from course_lib.utils.device import get_device
 from course_lib.utils.errors import CommandError
 from course_lib.utils.files import write_atomic, write_json_atomic
@@ -41,16 +40,11 @@ def parse_args(argv):
 
 
 def overlay(image: torch.Tensor, output: dict, classes: list[str]) -> torch.Tensor:
-    """(3, H, W) uint8 image with the output's masks (half transparent), boxes and ``class score``."""
-    labels = output["labels"].tolist()
-    colors = [colour(k) for k in labels]
-    if len(labels) and "masks" in output:
-        image = draw_segmentation_masks(image, binarize_masks(output["masks"]), alpha=0.5, colors=colors)
-    if len(labels):
-        text = [f"{classes[k] if k < len(classes) else k} {s:.2f}"
-                for k, s in zip(labels, output["scores"].tolist(), strict=True)]
-        image = draw_bounding_boxes(image, output["boxes"], text, colors=colors, width=1)
-    return image
+    """(3, H, W) uint8 image with the output's masks (half transparent), boxes and ``class score``, at the
+    image's own size (``draw_instances``, as the notebooks draw them)."""
+    masks = binarize_masks(output["masks"]) if "masks" in output else None
+    return draw_instances(image, output["boxes"], output["labels"], masks, classes, output["scores"], alpha=0.5,
+                          upscale=1)
 
 
 def main(argv=None) -> int:

@@ -24,16 +24,16 @@ import torch
 from course_lib.data.coco_dataset import CocoInstanceDataset, collate_fn, get_transform
 from course_lib.data.shapes import shapes_split
 from course_lib.detection.course_model import (
-    COURSE_CONFIG,
+    COURSE_SPEC,
     build_course_model,
     load_course_model,
 )
+from course_lib.detection.model_file import save_model_file, write_provenance
 from course_lib.training.cli_args import add_run_args
 from course_lib.training.engine import fit, warmup_cosine
 from course_lib.training.evaluation import evaluate
-from course_lib.training.model_file import rounded_metrics, save_model_file
+from course_lib.training.model_file import rounded_metrics
 from course_lib.utils.device import get_device, seed_everything
-from course_lib.utils.files import write_json_atomic
 from course_lib.utils.paths import CHECKPOINT
 
 
@@ -57,7 +57,7 @@ def _repo_relative(path: Path) -> str:
 def export_checkpoint(model, path: str | Path, config: dict) -> Path:
     """Weights as float16 (half the size, same predictions to ~1e-3) plus the config to rebuild it:
     the one model-file format (``model_file``), written atomically."""
-    return save_model_file(model, path, config, half=True)
+    return save_model_file(model, path, config=config, half=True)
 
 
 def evaluate_checkpoint_metrics(model, val_set, device) -> dict:
@@ -73,8 +73,8 @@ def main(argv=None) -> dict:
     val_file = shapes_split("val", num_images=args.val_images)
     train_set = CocoInstanceDataset(train_file.parent / "images", train_file, get_transform(train=True))
     val_set = CocoInstanceDataset(val_file.parent / "images", val_file, get_transform(train=False))
-    config = dict(COURSE_CONFIG)
-    model = build_course_model(config)
+    config = COURSE_SPEC.to_config()  # the whole spec: stored in last.pt and in the exported model file
+    model = build_course_model(COURSE_SPEC)
     print(f"training the course model on {len(train_set)} shapes images, {device}, seed {args.seed}")
     t0 = time.time()
     history = fit(model, train_set, epochs=args.epochs, batch_size=args.batch_size, device=device,
@@ -108,7 +108,7 @@ def main(argv=None) -> dict:
             "epoch_losses": [{k: round(v, 4) for k, v in h.items() if k.startswith("loss")} for h in history],
             "checkpoint_bytes": export.stat().st_size,
         }
-        write_json_atomic(provenance, export.with_suffix(".json"))
+        write_provenance(export, provenance)
         print(f"exported {export} ({export.stat().st_size / 2**20:.1f} MB) with provenance")
     return {"history": history, "metrics": metrics}
 

@@ -7,8 +7,15 @@ from course_lib.course.checkers import (
     compare,
     run_checks,
 )
-from course_lib.lessons.nb00_overview import fake_detections
+from course_lib.course.checkers.nb00_overview import fake_detections
 from course_lib.training.predict import binarize_masks, filter_detections
+
+
+def test_fake_detections_have_sorted_scores_and_the_exact_threshold():
+    out = fake_detections(6, seed=0, exact=0.7)
+    assert (out["scores"][:-1] >= out["scores"][1:]).all()
+    assert (out["scores"] == 0.7).sum() == 1
+    assert out["masks"].shape == (6, 1, 32, 40)
 
 
 def test_reference_passes_and_is_returned(capsys):

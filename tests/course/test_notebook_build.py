@@ -138,3 +138,18 @@ def test_build_is_deterministic(tmp_path):
     assert first == {p.name: p.read_text() for p in tmp_path.glob("*.ipynb")}
     nb = json.loads(next(iter(first.values())))
     assert render(nb) == next(iter(first.values()))
+
+
+def test_render_is_nbformats_writer_and_validates():
+    import nbformat
+
+    nb = {"cells": [{"cell_type": "code", "source": "x = 1\nx", "outputs": [], "execution_count": None,
+                     "metadata": {}, "id": "a"}],
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}}, "nbformat": 4, "nbformat_minor": 5}
+    text = render(nb)
+    assert text == nbformat.writes(nbformat.from_dict(nb), version=4, split_lines=False) + "\n"
+    assert '"source": "x = 1\\nx"' in text, "a cell's source stays one string"
+    bad = json.loads(text)
+    bad["cells"][0]["cell_type"] = "kode"
+    with pytest.raises(nbformat.ValidationError):
+        render(bad)

@@ -145,8 +145,8 @@ def test_TestModelsDetectionUtils_box_linear_coder(dtype):
     boxes, proposals = boxes.to(dtype), proposals.to(dtype)
 
     box_coder = BoxCoder((10.0, 10.0, 5.0, 5.0))
-    rel_codes = box_coder.encode(boxes, proposals)
-    pred_boxes = box_coder.decode(rel_codes, proposals)
+    rel_codes = box_coder.encode_single(boxes, proposals)
+    pred_boxes = box_coder.decode_single(rel_codes, proposals)
     tol = dict(rtol=2e-3, atol=0.01) if dtype == torch.float16 else dict(rtol=0, atol=1e-4)
     torch.testing.assert_close(pred_boxes, boxes, **tol)
 

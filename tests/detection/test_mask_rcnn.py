@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torchvision.models.detection import maskrcnn_resnet50_fpn
 
 from course_lib.data import shapes as data_shapes
-from course_lib.detection.course_model import build_course_model, load_course_model
+from course_lib.detection.course_model import COURSE_SPEC, build_course_model, load_course_model
 from course_lib.detection.mask_rcnn import (
     PLUGGABLE,
     MaskRCNNHeads,
@@ -75,6 +75,36 @@ def test_state_dicts_are_interchangeable():
     assert set(build_course_mask_rcnn().state_dict()) == tv_keys
     model = load_course_mask_rcnn()  # strict load of the course checkpoint
     assert not model.training
+
+
+def test_both_flavours_are_built_from_one_spec_and_from_torchvision_copies_every_setting():
+    """A spec with other settings than the defaults: both builders follow it, and from_torchvision reads each
+    setting back from torchvision's model (its train/test top-n through the public getters, mode kept)."""
+    spec = COURSE_SPEC.replace(rpn_pre_nms_top_n_train=901, rpn_pre_nms_top_n_test=402,
+                               rpn_post_nms_top_n_train=303, rpn_post_nms_top_n_test=204, rpn_nms_thresh=0.6,
+                               box_batch_size_per_image=32, box_detections_per_img=17, box_score_thresh=0.1,
+                               anchor_sizes=(8, 16, 32, 64, 128), mask_channels=32, image_size=112)
+    torch.manual_seed(0)
+    tv = build_course_model(spec).eval()
+    torch.manual_seed(0)
+    ours = build_course_mask_rcnn(spec).eval()
+    copied = from_torchvision(tv)
+    assert not tv.training and not tv.rpn.training and not copied.training
+    for model in (tv, ours, copied):
+        rpn, heads = model.rpn, model.roi_heads
+        settings = []
+        for training in (True, False):
+            rpn.training = training
+            settings.append((rpn.pre_nms_top_n(), rpn.post_nms_top_n()))
+        rpn.training = False
+        assert settings == [(901, 303), (402, 204)]
+        assert rpn.nms_thresh == 0.6 and heads.fg_bg_sampler.batch_size_per_image == 32
+        assert heads.detections_per_img == 17 and heads.score_thresh == 0.1
+        assert rpn.anchor_generator.sizes == ((8,), (16,), (32,), (64,), (128,))
+        assert model.transform.min_size == (112,) and model.transform.max_size == 112
+    for a, b, c in zip(tv.state_dict().values(), ours.state_dict().values(), copied.state_dict().values(),
+                       strict=True):
+        assert torch.equal(a, b) and torch.equal(a, c)  # same seed, same weights in both flavours
 
 
 def test_old_mask_head_key_names_load():

@@ -17,11 +17,13 @@ from course_lib.detection._utils import (
 )
 from course_lib.detection.anchor_utils import anchors_for_image
 from course_lib.detection.rpn import (
+    RegionProposalNetwork,
     RPNHead,
     assign_targets_to_anchors,
     concat_box_prediction_layers,
     filter_proposals,
     proposal_recall,
+    rpn_head_outputs,
 )
 from course_lib.ops.boxes import box_iou
 
@@ -272,12 +274,104 @@ def test_full_rpn_equals_torchvision_region_proposal_network():
     anchors = torch.cat(anchors_for_image((100, 131), [f.shape[-2:] for f in feats],
                                          ((16,), (32,), (64,)), (0.5, 1.0, 2.0)))
     objectness, deltas = concat_box_prediction_layers(logits, deltas)
-    proposals = BoxCoder((1.0, 1.0, 1.0, 1.0)).decode(deltas, anchors.repeat(2, 1)).view(2, -1, 4)
+    proposals = BoxCoder((1.0, 1.0, 1.0, 1.0)).decode_single(deltas, anchors.repeat(2, 1)).view(2, -1, 4)
     per_level = [3 * h * w for h, w in [(25, 33), (13, 17), (7, 9)]]
     boxes, _ = filter_proposals(proposals, objectness, images.image_sizes, per_level, 200, 60, 0.7)
     for b, e in zip(boxes, expected, strict=True):
         assert len(b) == 60
         assert torch.equal(b, e)
+
+
+# ---------------------------------------------------------------- rpn_head_outputs and the module
+
+def test_rpn_head_outputs_equal_what_torchvisions_rpn_computes(monkeypatch):
+    # The course model (torchvision's MaskRCNN) on two images: record what torchvision's RPN.forward computes
+    # inside (its concat_box_prediction_layers and its anchor generator), then compare.
+    from course_lib.data.shapes import shapes_sample
+    from course_lib.detection.course_model import load_course_model
+
+    model = load_course_model()
+    images = [shapes_sample(1, 0)[0], shapes_sample(1, 1)[0][:, :100, :]]  # the second one smaller: padded
+    seen = {}
+    real_concat = tv_rpn.concat_box_prediction_layers
+
+    def recording_concat(box_cls, box_regression):
+        seen["maps"] = (box_cls, box_regression)
+        seen["flat"] = real_concat(box_cls, box_regression)
+        return seen["flat"]
+
+    monkeypatch.setattr(tv_rpn, "concat_box_prediction_layers", recording_concat)
+    handle = model.rpn.anchor_generator.register_forward_hook(lambda m, args, out: seen.setdefault("anchors", out))
+    try:
+        with torch.no_grad():
+            image_list, _ = model.transform(images)
+            features = model.backbone(image_list.tensors)
+            expected, _ = model.rpn(image_list, features)
+            out = rpn_head_outputs(head=model.rpn.head, anchor_generator=model.rpn.anchor_generator,
+                                   images=image_list, features=features)
+            from_list = rpn_head_outputs(head=model.rpn.head, anchor_generator=model.rpn.anchor_generator,
+                                         images=image_list, features=list(features.values()))
+    finally:
+        handle.remove()
+    assert out.num_anchors_per_level == [3072, 768, 192, 48, 12]
+    assert out.objectness.shape == (2 * 4092, 1) and out.pred_bbox_deltas.shape == (2 * 4092, 4)
+    assert torch.equal(out.objectness, seen["flat"][0]) and torch.equal(out.pred_bbox_deltas, seen["flat"][1])
+    assert len(out.anchors) == 2 and all(torch.equal(a, b) for a, b in zip(out.anchors, seen["anchors"], strict=True))
+    for ours, theirs in zip(out.objectness_maps + out.deltas_maps, seen["maps"][0] + seen["maps"][1], strict=True):
+        assert torch.equal(ours, theirs)
+    assert [tuple(m.shape) for m in out.objectness_maps][0] == (2, 3, 32, 32)
+    assert all(torch.equal(a, b) for a, b in zip(out[:2], from_list[:2], strict=True))  # a dict or a list
+    # the anchor order is not a plain flatten of the maps (A before H, W): a wrong order would be caught
+    plain = torch.cat([m.flatten(1) for m in out.objectness_maps], 1).flatten()
+    assert not torch.equal(out.objectness.flatten(), plain)
+    # decoded and filtered as torchvision does, they give torchvision's proposals
+    decoded = model.rpn.box_coder.decode(out.pred_bbox_deltas, out.anchors).view(2, -1, 4)
+    boxes, _ = filter_proposals(decoded, out.objectness, image_list.image_sizes, out.num_anchors_per_level,
+                                500, 250, 0.7)
+    assert all(torch.equal(b, e) for b, e in zip(boxes, expected, strict=True))
+
+
+def _rpn_pair():
+    torch.manual_seed(0)
+    tv = tv_rpn.RegionProposalNetwork(
+        TVAnchorGenerator(((16,), (32,), (64,)), ((0.5, 1.0, 2.0),) * 3), tv_rpn.RPNHead(8, 3),
+        0.7, 0.3, 64, 0.5, dict(training=300, testing=200), dict(training=100, testing=60), 0.7)
+    from course_lib.detection.anchor_utils import AnchorGenerator
+
+    ours = RegionProposalNetwork(AnchorGenerator(((16,), (32,), (64,)), ((0.5, 1.0, 2.0),) * 3), RPNHead(8, 3),
+                                 0.7, 0.3, 64, 0.5, dict(training=300, testing=200), dict(training=100, testing=60),
+                                 0.7)
+    ours.load_state_dict(tv.state_dict())
+    g = torch.Generator().manual_seed(0)
+    feats = {str(i): torch.randn(2, 8, h, w, generator=g) * 5
+             for i, (h, w) in enumerate([(25, 33), (13, 17), (7, 9)])}
+    images = ImageList(torch.zeros(2, 3, 100, 131), [(100, 131), (90, 120)])
+    targets = [{"boxes": torch.tensor([[10.0, 12.0, 60.0, 50.0], [70.0, 20.0, 120.0, 90.0]])},
+               {"boxes": torch.tensor([[5.0, 5.0, 40.0, 80.0]])}]
+    return tv, ours, feats, images, targets
+
+
+def test_region_proposal_network_module_equals_torchvisions():
+    tv, ours, feats, images, targets = _rpn_pair()
+    with torch.no_grad():
+        (expected, _), (boxes, _) = tv.eval()(images, feats), ours.eval()(images, feats)
+        assert all(len(b) == 60 and torch.equal(b, e) for b, e in zip(boxes, expected, strict=True))
+        # the filter_proposals method has torchvision's signature and the module's settings
+        out = rpn_head_outputs(head=ours.head, anchor_generator=ours.anchor_generator, images=images, features=feats)
+        decoded = tv.box_coder.decode(out.pred_bbox_deltas, out.anchors).view(2, -1, 4)
+        args = (decoded, out.objectness, images.image_sizes, out.num_anchors_per_level)
+        for (b, s), (eb, es) in zip(zip(*ours.filter_proposals(*args), strict=True),
+                                    zip(*tv.filter_proposals(*args), strict=True), strict=True):
+            assert torch.equal(b, eb) and torch.equal(s, es)
+        torch.manual_seed(1)
+        expected, tv_losses = tv.train()(images, feats, targets)
+        torch.manual_seed(1)
+        boxes, losses = ours.train()(images, feats, targets)
+    assert all(len(b) == 100 and torch.equal(b, e) for b, e in zip(boxes, expected, strict=True))
+    assert set(losses) == set(tv_losses) == {"loss_objectness", "loss_rpn_box_reg"}
+    for k in losses:
+        torch.testing.assert_close(losses[k], tv_losses[k], rtol=1e-6, atol=1e-7)
+    assert float(losses["loss_rpn_box_reg"]) > 0
 
 
 # ---------------------------------------------------------------- recall

@@ -19,28 +19,12 @@ def test_pipeline_figure_shows_the_mask_head_on_detections_at_inference():
     plt.close("all")
 
 
-def test_fake_detections_have_sorted_scores_and_the_exact_threshold():
-    out = lesson.fake_detections(6, seed=0, exact=0.7)
-    assert (out["scores"][:-1] >= out["scores"][1:]).all()
-    assert (out["scores"] == 0.7).sum() == 1
-    assert out["masks"].shape == (6, 1, 32, 40)
-
-
-def test_match_detections_is_greedy_and_takes_each_object_once():
-    import torch
-
-    gt = torch.tensor([[0.0, 0, 10, 10], [20, 20, 40, 40]])
-    pred = torch.tensor([[0.0, 0, 10, 10], [0.5, 0, 10.5, 10], [21, 21, 40, 40], [60, 60, 70, 70]])
-    assert lesson.match_detections(pred, gt).tolist() == [0, -1, 1, -1]
-    assert lesson.match_detections(pred, gt[:0]).tolist() == [-1, -1, -1, -1]
-    assert lesson.match_detections(pred[:0], gt).shape == (0,)
-
-
 def test_check_match_detections_rejects_wrong_answers(capsys):
     import torch
 
     from course_lib.course.checkers import check_match_detections
     from course_lib.ops.boxes import box_iou
+    from course_lib.training.error_analysis import match_detections
 
     def no_taken_set(pred_boxes, gt_boxes, iou_threshold=0.5):  # lets duplicates hit twice
         out = torch.full((len(pred_boxes),), -1, dtype=torch.int64)
@@ -51,7 +35,7 @@ def test_check_match_detections_rejects_wrong_answers(capsys):
 
     check_match_detections(no_taken_set)
     assert "FAIL" in capsys.readouterr().out
-    check_match_detections(lesson.match_detections)
+    check_match_detections(match_detections)
     assert "PASS" in capsys.readouterr().out
 
 

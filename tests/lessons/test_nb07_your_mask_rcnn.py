@@ -5,6 +5,7 @@ the exercise's checker (the reference passes, wrong answers fail, the stub says 
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import matplotlib.pyplot as plt
 import pytest
@@ -12,9 +13,18 @@ import torch
 
 from course_lib.course.checkers import check_roi_align_batch
 from course_lib.course.checkers.core import compare, run_checks
+from course_lib.detection._utils import decode_boxes
 from course_lib.detection.course_model import load_course_model
-from course_lib.detection.mask_rcnn import from_torchvision, load_course_mask_rcnn, plug_in
+from course_lib.detection.mask_rcnn import (
+    STAGE_FUNCTIONS,
+    from_torchvision,
+    load_course_mask_rcnn,
+    plug_in,
+    wrapped_stage_functions,
+)
+from course_lib.detection.roi_heads import paste_mask_in_image
 from course_lib.lessons import nb07_your_mask_rcnn as lesson
+from course_lib.ops.boxes import nms
 from course_lib.ops.roi_align import roi_align_one_box
 
 STAGES = ["input", "transform", "backbone + FPN", "rpn.head", "rpn.anchor_generator", "decode_boxes",
@@ -61,6 +71,94 @@ def test_trace_on_an_odd_size_and_on_an_empty_image(model):
     assert "resized to 106x128" in tr.rows[1][3]  # the longer side to 128 (max_size)
     empty = lesson.trace(model, torch.zeros(3, 128, 128))
     assert empty.values["output"]["masks"].shape == (0, 1, 128, 128)
+
+
+def _functions(model) -> dict:
+    """What the model's instances hold at every stage-function path (None: the class's method is used)."""
+    paths = STAGE_FUNCTIONS + ("rpn.nms", "roi_heads.nms", "roi_heads.decode_boxes", "paste_mask")
+    return {p: model.get_submodule(p.rpartition(".")[0]).__dict__.get(p.rpartition(".")[2]) for p in paths}
+
+
+def _hooks(model) -> int:
+    return sum(len(m._forward_hooks) for m in model.modules())
+
+
+def test_trace_is_recorded_from_the_real_forward_and_leaves_the_model_as_it_was():
+    model = load_course_mask_rcnn()
+    image = lesson.shapes_sample(1, 7)[0]
+    with torch.no_grad():
+        direct = model([image])[0]
+        images, _ = model.transform([image])
+        proposals, _ = model.rpn(images, model.backbone(images.tensors))
+    model.train()
+    model.rpn.head.eval()  # mixed modes: each module's own comes back
+    modes, functions = [m.training for m in model.modules()], _functions(model)
+    tr = lesson.trace(model, image)
+    assert [m.training for m in model.modules()] == modes and _functions(model) == functions
+    assert _hooks(model) == 0 and "filter_proposals" not in vars(model.rpn) and "paste_masks" not in vars(model)
+    assert all(torch.equal(tr.values["output"][k], direct[k]) for k in direct)  # traced in eval mode
+    assert torch.equal(tr.values["proposals"], proposals[0]) and len(tr.values["proposal_scores"]) == 250
+    rows = {stage: meaning for stage, _, _, meaning in tr.rows}
+    assert rows["filter_proposals"] == "top 500 per level, clip, NMS 0.7, best 250"  # eval's settings, not 1000
+
+
+def test_trace_runs_the_plugged_in_learner_functions_and_keeps_them():
+    calls = Counter()
+
+    def my_decode(deltas, reference_boxes, weights):
+        calls["decode_boxes"] += 1
+        return decode_boxes(deltas, reference_boxes, weights)
+
+    def my_nms(boxes, scores, iou_threshold):
+        calls["nms"] += 1
+        return nms(boxes, scores, iou_threshold)
+
+    def my_paste(mask, box, img_shape):
+        calls["paste_mask"] += 1
+        return paste_mask_in_image(mask, box, img_shape)
+
+    model = plug_in(load_course_mask_rcnn(), decode_boxes=my_decode, nms=my_nms, paste_mask=my_paste)
+    image = lesson.shapes_sample(1, 7)[0]
+    with torch.no_grad():
+        direct = model([image])[0]
+    calls.clear()
+    tr = lesson.trace(model, image)
+    n_det = len(direct["boxes"])
+    assert calls["decode_boxes"] == 2 and calls["nms"] > 0 and calls["paste_mask"] == n_det > 0  # one forward
+    assert all(torch.equal(tr.values["output"][k], direct[k]) for k in direct)
+    assert {name: shape for _, name, shape, _ in tr.rows}["decoded anchors"] == "(4092, 4)"
+    assert model.rpn.decode_boxes is my_decode and model.roi_heads.decode_boxes is my_decode
+    assert model.rpn.nms is my_nms and model.roi_heads.nms is my_nms and model.paste_mask is my_paste
+    assert _hooks(model) == 0
+
+
+def test_trace_restores_the_model_after_an_error():
+    def broken_paste(mask, box, img_shape):
+        raise RuntimeError("my paste_mask is broken")
+
+    model = plug_in(load_course_mask_rcnn(), paste_mask=broken_paste)  # fails at the last stage
+    functions = _functions(model)
+    with pytest.raises(RuntimeError, match="broken"):
+        lesson.trace(model, lesson.shapes_sample(1, 7)[0])
+    assert _functions(model) == functions and model.paste_mask is broken_paste and _hooks(model) == 0
+    assert not any(m.training for m in model.modules())
+
+
+def test_wrapped_stage_functions_wraps_any_path_and_restores_it(model):
+    seen = []
+
+    def wrap(path, fn):
+        def counted(*args, **kwargs):
+            seen.append(path)
+            return fn(*args, **kwargs)
+        return counted
+
+    with wrapped_stage_functions(model, wrap, ("rpn.filter_proposals", "roi_heads.nms")):
+        assert "filter_proposals" in vars(model.rpn) and model.roi_heads.nms is not nms
+        with torch.no_grad():
+            model([lesson.shapes_sample(1, 7)[0]])
+    assert seen[0] == "rpn.filter_proposals" and seen.count("rpn.filter_proposals") == 1 and "roi_heads.nms" in seen
+    assert "filter_proposals" not in vars(model.rpn) and model.roi_heads.nms is nms and model.rpn.nms is nms
 
 
 def test_anchors_at_centre_are_the_middle_cells_anchors(model):

@@ -1,16 +1,19 @@
-"""course_lib.ops (roi_pool, roi_align, poolers) agrees with torchvision.ops (roi_pool, roi_align, LevelMapper, MultiScaleRoIAlign)."""
+"""course_lib.ops.roi_align (roi_align, roi_align_one_box, bilinear_interpolate, linear_weights) agrees with torchvision.ops.roi_align."""
 
-from collections import OrderedDict
+import math
 
 import pytest
 import torch
 import torchvision
-from torchvision.ops.poolers import LevelMapper
 
 import course_lib.ops.roi_align
-from course_lib.ops.poolers import assign_fpn_levels, multiscale_roi_align
-from course_lib.ops.roi_align import roi_align, roi_align_weights
-from course_lib.ops.roi_pool import roi_pool
+from course_lib.ops.roi_align import (
+    bilinear_interpolate,
+    linear_weights,
+    roi_align,
+    roi_align_one_box,
+    roi_align_weights,
+)
 
 pytestmark = pytest.mark.equality  # compared with torchvision: ./course test --cpu-variants runs it
 
@@ -142,92 +145,57 @@ def test_roi_align_weights_are_the_separable_matrices(sampling_ratio):
     torch.testing.assert_close(dense, ref, **TOL)
 
 
-def test_roi_pool_matches_torchvision():
-    for seed, scale in ((0, 1.0), (1, 0.5), (2, 0.25)):
-        torch.manual_seed(seed)
-        x = torch.randn(2, 4, 10, 15)
-        rois = random_rois(30, 2, 10, 15, scale, seed)
-        rois[:3, 1:] = torch.tensor([[2.5, 3.5, 4.5, 6.5], [-0.5, 1.5, 7.5, 2.5], [1.0, 1.0, 1.0, 1.0]]) / scale
-        for output_size in ((3, 4), 2):
-            out = roi_pool(x, rois, output_size, scale)
-            ref = torchvision.ops.roi_pool(x, rois, output_size, scale)
-            torch.testing.assert_close(out, ref, atol=0, rtol=0)
-    boxes = [torch.tensor([[0.0, 0.0, 5.0, 5.0]]), torch.empty(0, 4)]
-    torch.testing.assert_close(roi_pool(x, boxes, 2), torchvision.ops.roi_pool(x, boxes, 2))
-    assert roi_pool(x, torch.empty(0, 5), 2).shape == (0, 4, 2, 2)
+def torchvision_at_point(feature, y, x):
+    """torchvision's bilinear_interpolate at (y, x): a 1x1 bin of size 1 centred there, one sample."""
+    box = torch.tensor([[0.0, x - 0.5, y - 0.5, x + 0.5, y + 0.5]], dtype=torch.float64)
+    return torchvision.ops.roi_align(feature[None].double(), box, 1, 1.0, 1, False)[0, :, 0, 0]
 
 
-def test_roi_pool_gradient():
-    torch.manual_seed(7)
-    x = torch.randn(2, 3, 9, 9)
-    rois = random_rois(12, 2, 9, 9, 1.0, 7)
-    g = torch.randn(12, 3, 3, 3)
-    _, grad = grads(roi_pool, x, rois, g, 3, 1.0)
-    _, ref_grad = grads(torchvision.ops.roi_pool, x, rois, g, 3, 1.0)
-    torch.testing.assert_close(grad, ref_grad, **TOL)
+POINTS = [(2.3, 4.7), (0.0, 0.0), (-0.5, 3.2), (-1.0, 2.0), (5.5, 8.7), (6.0, 9.0), (6.2, 1.0), (-1.3, 2.0),
+          (5.0, 8.0), (3.0, 8.4), (4.99, -0.99), (1.5, 9.5)]
 
 
-def test_assign_fpn_levels_matches_level_mapper():
-    g = torch.Generator().manual_seed(8)
-    xy = torch.rand(200, 2, generator=g) * 500
-    wh = torch.rand(200, 2, generator=g) ** 3 * 1000
-    boxes = torch.cat([xy, xy + wh], dim=1)
-    # Exact level boundaries (the 1e-6 eps decides them), tiny and zero-area boxes.
-    sides = torch.tensor([224.0, 112.0, 448.0, 56.0, 896.0, 0.0, 1e-3, 5000.0])
-    boxes = torch.cat([boxes, torch.stack([0 * sides, 0 * sides, sides, sides], dim=1)])
-    for k_min, k_max in ((2, 5), (3, 6)):
-        for canonical_scale, canonical_level in ((224, 4), (160, 3)):
-            mapper = LevelMapper(k_min, k_max, canonical_scale, canonical_level)
-            ref = mapper([boxes[:100], boxes[100:]])
-            out = assign_fpn_levels(boxes, k_min, k_max, canonical_scale, canonical_level)
-            assert out.dtype == torch.int64
-            assert torch.equal(out, ref)
-            as_list = assign_fpn_levels([boxes[:100], boxes[100:]], k_min, k_max, canonical_scale, canonical_level)
-            assert torch.equal(as_list, ref)
-    assert assign_fpn_levels(torch.tensor([[0.0, 0.0, 224.0, 224.0]])).tolist() == [2]  # P4, index from P2
+@pytest.mark.parametrize("y, x", POINTS)
+def test_bilinear_interpolate_matches_torchvision(y, x):
+    feature = torch.randn(3, 6, 9, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    torch.testing.assert_close(bilinear_interpolate(feature, y, x), torchvision_at_point(feature, y, x), **TOL)
 
 
-@pytest.mark.parametrize("sampling_ratio", [2, -1])
-def test_multiscale_roi_align_matches_torchvision(sampling_ratio):
-    torch.manual_seed(9)
-    image_shapes = [(256, 320), (240, 300)]
-    feats = OrderedDict(
-        (name, torch.randn(2, 4, 256 // s, 320 // s))
-        for name, s in (("p2", 4), ("p3", 8), ("p4", 16), ("p5", 32), ("pool", 64))
-    )
-    boxes = []
-    for seed, n in ((0, 40), (1, 0), (2, 25)):
-        g = torch.Generator().manual_seed(seed)
-        xy = torch.rand(n, 2, generator=g) * 250
-        wh = torch.rand(n, 2, generator=g) ** 2 * 300 + 1
-        boxes.append(torch.cat([xy, xy + wh], dim=1))
-    boxes = [boxes[0], boxes[2]]
-    names = ["p2", "p3", "p4", "p5"]
-    pooler = torchvision.ops.MultiScaleRoIAlign(names, (7, 5), sampling_ratio)
-    ref = pooler(feats, boxes, image_shapes)
-    out = multiscale_roi_align(feats, boxes, image_shapes, (7, 5), sampling_ratio, featmap_names=names)
-    torch.testing.assert_close(out, ref, **TOL)
-    out = multiscale_roi_align([feats[n] for n in names], boxes, image_shapes, (7, 5), sampling_ratio)
-    torch.testing.assert_close(out, ref, **TOL)
-    # One level only: plain roi_align at that level's scale.
-    ref1 = torchvision.ops.MultiScaleRoIAlign(["p3"], 3, sampling_ratio)(feats, boxes, image_shapes)
-    out1 = multiscale_roi_align({"p3": feats["p3"]}, boxes, image_shapes, 3, sampling_ratio)
-    torch.testing.assert_close(out1, ref1, **TOL)
+def test_linear_weights_are_one_axis_of_bilinear():
+    feature = torch.randn(3, 6, 9, generator=torch.Generator().manual_seed(1))
+    for y, x in POINTS:
+        wy, wx = linear_weights(torch.tensor([y]), 6)[0], linear_weights(torch.tensor([x]), 9)[0]
+        torch.testing.assert_close(torch.einsum("h,chw,w->c", wy, feature, wx), bilinear_interpolate(feature, y, x),
+                                   **TOL)
+    w = linear_weights(torch.tensor([-2.0, -1.0, 0.5, 8.0, 8.5, 9.0, 9.5]), 9)
+    assert w.shape == (7, 9)
+    torch.testing.assert_close(w.sum(1), torch.tensor([0.0, 1, 1, 1, 1, 1, 0]))
+    assert w[4, 8] == 1.0  # past the last cell: the last cell alone
 
 
-def test_multiscale_roi_align_gradient_and_empty():
-    torch.manual_seed(10)
-    feats = [torch.randn(1, 3, 32, 32, requires_grad=True), torch.randn(1, 3, 16, 16, requires_grad=True)]
-    boxes = [torch.tensor([[0.0, 0.0, 20.0, 20.0], [4.0, 4.0, 120.0, 100.0], [10.0, 30.0, 11.0, 31.0]])]
-    out = multiscale_roi_align(feats, boxes, [(128, 128)], 4, 2, canonical_scale=64, canonical_level=3)
-    ref = torchvision.ops.MultiScaleRoIAlign(["a", "b"], 4, 2, canonical_scale=64, canonical_level=3)(
-        dict(a=feats[0], b=feats[1]), boxes, [(128, 128)]
-    )
-    torch.testing.assert_close(out, ref, **TOL)
-    g = torch.randn_like(out)
-    got = torch.autograd.grad(out, feats, g)
-    want = torch.autograd.grad(ref, feats, g)
-    for a, b in zip(got, want, strict=True):
-        torch.testing.assert_close(a, b, **TOL)
-    empty = multiscale_roi_align(feats, [torch.empty(0, 4)], [(128, 128)], 4, 2)
-    assert empty.shape == (0, 3, 4, 4)
+def _roi_align_separable(feature, box, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
+    """The notebook's solution: Wy and Wx from linear_weights, then one einsum."""
+    offset = 0.5 if aligned else 0.0
+    x1, y1, x2, y2 = (float(v) * spatial_scale - offset for v in box)
+    (out_h, out_w), (_, H, W) = output_size, feature.shape
+
+    def axis_weights(start, end, bins, size):
+        length = end - start if aligned else max(end - start, 1.0)
+        n = sampling_ratio if sampling_ratio > 0 else math.ceil(length / bins)
+        positions = start + (torch.arange(bins)[:, None] + (torch.arange(n) + 0.5) / n) * (length / bins)
+        return linear_weights(positions.flatten(), size).view(bins, n, size).mean(1)
+
+    return torch.einsum("ih,chw,jw->cij", axis_weights(y1, y2, out_h, H), feature, axis_weights(x1, x2, out_w, W))
+
+
+@pytest.mark.parametrize("sampling_ratio, aligned", [(2, False), (-1, False), (1, True), (-1, True)])
+def test_roi_align_one_box_matches_torchvision(sampling_ratio, aligned):
+    g = torch.Generator().manual_seed(2)
+    feature = torch.randn(5, 11, 13, generator=g)
+    for _ in range(6):
+        xy = torch.rand(2, generator=g) * 60 - 8
+        box = torch.cat([xy, xy + torch.rand(2, generator=g) * 40 + 0.2])
+        ref = torchvision.ops.roi_align(feature[None], [box[None]], (4, 6), 0.25, sampling_ratio, aligned)[0]
+        args = (feature, box, (4, 6), 0.25, sampling_ratio, aligned)
+        torch.testing.assert_close(roi_align_one_box(*args), ref, **TOL)
+        torch.testing.assert_close(_roi_align_separable(*args), ref, **TOL)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from course_lib.data.coco_dataset import CocoInstanceDataset, collate_fn, get_transform
+from course_lib.data.coco_meta import categories_of
 from course_lib.data.shapes import NEW_CLASSES, make_shapes_dataset
 from course_lib.detection.course_model import (
     build_course_model,
@@ -27,7 +28,7 @@ from course_lib.training.engine import (
     train_one_epoch,
     warmup_step,
 )
-from course_lib.training.finetune import categories_of, load_finetuned, main
+from course_lib.training.finetune import load_finetuned, main
 from course_lib.utils.paths import REPO_ROOT
 
 pytestmark = pytest.mark.training

@@ -103,17 +103,14 @@ def test_train_and_val_must_agree_on_categories(tiny, tmp_path, capsys):
 
 def test_image_size_is_stored_in_the_model_file_and_used_when_loading(tmp_path):
     from course_lib.detection.course_model import load_course_model
-    from course_lib.training.model_file import (
-        load_model_file,
-        save_model_file,
-        set_image_size,
-    )
+    from course_lib.detection.model_file import save_model_file
+    from course_lib.training.model_file import load_model_file, set_image_size
 
     model = load_course_model()
     assert model.transform.min_size == (128,) and model.transform.max_size == 128  # the documented default
     set_image_size(model, 96)
     config = {**load_checkpoint(CHECKPOINT)["config"], "image_size": 96}
-    loaded, classes, _ = load_model_file(save_model_file(model, tmp_path / "m.pt", config), "cpu")
+    loaded, classes, _ = load_model_file(save_model_file(model, tmp_path / "m.pt", config=config), "cpu")
     assert loaded.transform.min_size == (96,) and loaded.transform.max_size == 96
     assert classes == config["classes"]
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]  # written atomically

@@ -101,7 +101,8 @@ _hints_shown: dict[str, int] = {}
 _hint_steps: dict[str, list[str]] = {}
 
 
-def _steps(hint: str | list[str] | tuple[str, ...]) -> list[str]:
+def hint_steps(hint: str | list[str] | tuple[str, ...]) -> list[str]:
+    """A checker's ``hint`` as a list of steps: a str is one step, empty steps are dropped."""
     return [hint] if isinstance(hint, str) and hint else [h for h in hint if h] if not isinstance(hint, str) else []
 
 
@@ -112,7 +113,7 @@ def _label(step: str, number: int, total: int) -> str:
 
 def next_hint(name: str, hint: str | list[str] | tuple[str, ...] = ()) -> str:
     """The next hint step of checker ``name`` ("" when it has none); repeats the last step once all are shown."""
-    steps = _steps(hint) or _hint_steps.get(name, [])
+    steps = hint_steps(hint) or _hint_steps.get(name, [])
     if not steps:
         return ""
     shown = min(_hints_shown.get(name, 0) + 1, len(steps))
@@ -137,8 +138,8 @@ def run_checks(name: str, fn: Callable, reference: Callable, cases: list[Case], 
     A failure names the case and the difference, then the next step of ``hint`` (a str or a list of
     steps: the first failure shows step 1, each further failure or ``hint(name)`` the next one).
     """
-    if _steps(hint):
-        _hint_steps[name] = _steps(hint)
+    if hint_steps(hint):
+        _hint_steps[name] = hint_steps(hint)
     result = None
     for case in cases:
         expected = reference(*case.args, **case.kwargs)

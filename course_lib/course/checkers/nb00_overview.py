@@ -4,14 +4,37 @@
 import torch
 
 from course_lib.course.checkers.core import Case, checker
-from course_lib.lessons.nb00_overview import (
-    fake_detections,
-    match_cases_boxes,
-    match_detections,
-)
+from course_lib.training.error_analysis import match_detections
 from course_lib.training.predict import binarize_masks, filter_detections
 
 __all__ = ["check_binarize_masks", "check_filter_detections", "check_match_detections"]
+
+
+def fake_detections(n: int, seed: int, size: tuple[int, int] = (32, 40), max_score: float = 1.0,
+                    exact: float | None = None) -> dict:
+    """A made-up output dict with ``n`` detections, for exercise checkers (sorted scores, soft masks)."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = size
+    xy = torch.rand(n, 2, generator=g) * torch.tensor([w / 2, h / 2])
+    wh = torch.rand(n, 2, generator=g) * torch.tensor([w / 2, h / 2]) + 1
+    scores = (torch.rand(n, generator=g) * max_score).sort(descending=True).values
+    if exact is not None and n:
+        scores[n // 2] = exact  # a score exactly at the threshold
+        scores = scores.sort(descending=True).values
+    return {"boxes": torch.cat([xy, xy + wh], 1), "labels": torch.randint(1, 4, (n,), generator=g),
+            "scores": scores, "masks": torch.rand(n, 1, h, w, generator=g)}
+
+
+def match_cases_boxes(seed: int, n_pred: int, n_gt: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ground-truth boxes and detections near some of them (jittered copies and duplicates), for the checker."""
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n_gt, 2, generator=g) * 80
+    gt = torch.cat([xy, xy + 20 + torch.rand(n_gt, 2, generator=g) * 30], 1)
+    if n_gt == 0:
+        return torch.rand(n_pred, 2, generator=g).repeat(1, 2) * 100 + torch.tensor([0, 0, 12, 12]), gt
+    pick = torch.arange(n_pred) % n_gt
+    pred = gt[pick] + (torch.rand(n_pred, 4, generator=g) - 0.5) * 8
+    return pred, gt
 
 
 def _detection_cases() -> list[Case]:
@@ -60,6 +83,7 @@ def _match_cases() -> list[Case]:
 
 check_match_detections = checker(
     "check_match_detections", match_detections, _match_cases, notebook="00_overview",
+    forbidden=("course_lib.training.error_analysis.greedy_match",),
     hint=["box_iou(pred_boxes, gt_boxes) gives an (N, M) matrix; go through its rows in order (best "
           "detection first) and keep a (M,) bool tensor of the ground-truth boxes already taken.",
           "in row i, ignore the taken columns (set them to -1 with masked_fill), take the argmax, and "

@@ -2,7 +2,7 @@
 
 * ``check_box_iou``: IoU of every pair of boxes, against ``course_lib.boxes.box_iou`` (= torchvision's).
 * ``check_encode_boxes`` / ``check_decode_boxes``: Faster R-CNN's box coding, against
-  ``course_lib.boxes.BoxCoder`` (= torchvision's ``_utils.BoxCoder``).
+  ``course_lib.detection._utils.BoxCoder.encode_single`` / ``decode_single`` (= torchvision's ``_utils.BoxCoder``).
 * ``check_nms``: greedy non-maximum suppression, kept indices against ``torchvision.ops.nms``.
 * ``check_rpn_loss``: the RPN's two losses on sampled anchors, against ``course_lib.detection.rpn.rpn_loss``
   (= the body of torchvision's ``RegionProposalNetwork.compute_loss``).
@@ -104,6 +104,7 @@ check_encode_boxes = checker(
                                           Case("3 random pairs, box head weights", (_random_boxes(3, g, 8, 40), _random_boxes(3, g, 8, 40)),
                                                {"weights": HEAD_WEIGHTS})])(torch.Generator().manual_seed(seed)),
     forbidden=("course_lib.detection._utils.BoxCoder.encode",
+               "course_lib.detection._utils.BoxCoder.encode_single",
                "torchvision.models.detection._utils.BoxCoder.encode",
                "torchvision.models.detection._utils.BoxCoder.encode_single"),
     hint=["work with centres and sizes, not corners: w = x2 - x1, cx = x1 + 0.5 * w, for both the "
@@ -118,6 +119,7 @@ check_decode_boxes = checker(
                                           Case("3 anchors, box head weights", (torch.randn(3, 4, generator=g), _random_boxes(3, g, 8, 40)),
                                                {"weights": HEAD_WEIGHTS})])(torch.Generator().manual_seed(seed)),
     forbidden=("course_lib.detection._utils.BoxCoder.decode",
+               "course_lib.detection._utils.BoxCoder.decode_single",
                "torchvision.models.detection._utils.BoxCoder.decode",
                "torchvision.models.detection._utils.BoxCoder.decode_single"),
     hint=["decoding undoes encoding step by step: divide the deltas by the weights first.",

@@ -1,7 +1,7 @@
 """Checkers for 03_roi_align's exercises.
 
 * ``check_roi_pool_one_box``: RoIPool of one box (C's rounding of the corners, float32 bin edges, max per bin),
-  against ``course_lib.lessons.nb03_roi_align.roi_pool_one_box`` (equal to ``torchvision.ops.roi_pool``).
+  against ``course_lib.ops.roi_pool.roi_pool_one_box`` (equal to ``torchvision.ops.roi_pool``).
 * ``check_bilinear_interpolate``, ``check_roi_align_one_box``, ``check_assign_fpn_levels``: RoIAlign's parts.
 """
 
@@ -9,9 +9,9 @@ import torch
 import torchvision
 
 from course_lib.course.checkers.core import Case, checker
-from course_lib.lessons.nb03_roi_align import roi_pool_one_box
 from course_lib.ops.poolers import assign_fpn_levels
 from course_lib.ops.roi_align import bilinear_interpolate
+from course_lib.ops.roi_pool import roi_pool_one_box
 
 __all__ = ["check_assign_fpn_levels", "check_bilinear_interpolate", "check_roi_align_one_box",
            "check_roi_pool_one_box"]
@@ -143,6 +143,8 @@ check_bilinear_interpolate = checker(
 check_roi_align_one_box = checker(
     "check_roi_align_one_box", torchvision_roi_align_one_box, _roi_align_cases, notebook="03_roi_align",
     hidden_cases=_hidden_roi_align_cases,
+    forbidden=("course_lib.ops.roi_align.roi_align", "course_lib.ops.roi_align.roi_align_one_box",
+               "torchvision.ops.roi_align.roi_align"),
     hint=["Work one axis at a time: build Wy (out_h, H) and Wx (out_w, W), then out = Wy @ F @ Wx.T per channel.",
           "Per axis: start = coordinate * spatial_scale - (0.5 if aligned else 0); length = end - start, at least 1 "
           "when aligned is False; bin = length / bins; samples per bin = sampling_ratio, or ceil(length / bins) "
@@ -209,6 +211,7 @@ def _hidden_roi_pool_cases(seed: int) -> list[Case]:
 check_roi_pool_one_box = checker(
     "check_roi_pool_one_box", roi_pool_one_box, _roi_pool_cases, notebook="03_roi_align",
     hidden_cases=_hidden_roi_pool_cases, atol=0.0,
+    forbidden=("course_lib.ops.roi_pool.roi_pool", "torchvision.ops.roi_pool.roi_pool"),
     hint=["Work one axis at a time: the snapped box's first cell and its length in cells, then the (start, end) "
           "cell range of each bin; the output is a loop over bin rows and bin columns.",
           "C's round is floor(abs(v) + 0.5) with the sign of v. For the edges, bin = torch.tensor(length, "

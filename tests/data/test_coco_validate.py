@@ -1,175 +1,20 @@
-"""course_lib.data (COCO build and validation) on malformed input: every problem is reported, naming its file, id and what is wrong."""
-
-import json
-import os
+"""course_lib.data.coco_validate: validate_coco reports every problem, naming its file, id and what is wrong."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from course_lib.data.coco_build import build_coco_dataset, masks_to_coco
-from course_lib.data.coco_dataset import CocoInstanceDataset
 from course_lib.data.coco_validate import rle_string_counts, validate_coco
 from course_lib.data.errors import CocoFormatError
 from course_lib.data.masks import encode_mask
 from course_lib.utils.files import write_json_atomic
 
-CATEGORIES = ["cat", "dog"]
 
-
-@pytest.fixture
-def folder(tmp_path):
-    """A small good data set: 3 images (12x10) with instance-id masks and sidecars."""
-    (tmp_path / "images").mkdir()
-    (tmp_path / "masks").mkdir()
-    for i in range(3):
-        ids = np.zeros((10, 12), np.uint8)
-        ids[1:4, 1:5], ids[5:9, 6:11] = 1, 2
-        Image.fromarray(np.full((10, 12, 3), 40 * i, np.uint8)).save(tmp_path / "images" / f"im{i}.png")
-        Image.fromarray(ids).save(tmp_path / "masks" / f"im{i}.png")
-        (tmp_path / "masks" / f"im{i}.json").write_text('{"1": "cat", "2": "dog"}')
-    return tmp_path
-
-
-def build(folder, **kw):
-    return build_coco_dataset(folder / "images", folder / "masks", folder / "out.json", CATEGORIES, **kw)
-
-
-def build_error(folder, *expected, **kw):
-    """Building fails with one error listing every problem; nothing is written."""
-    with pytest.raises(CocoFormatError) as e:
-        build(folder, **kw)
-    for text in expected:
-        assert text in str(e.value), f"{text!r} not in:\n{e.value}"
-    assert not (folder / "out.json").exists()
-    assert [p.name for p in folder.iterdir() if p.name.startswith(".out.json")] == []  # no temp file left
-    return e.value
-
-
-# ---- the builder ---------------------------------------------------------------------------------
-
-def test_builder_reports_an_instance_listed_in_the_sidecar_but_empty(folder):
-    (folder / "masks" / "im1.json").write_text('{"1": "cat", "2": "dog", "3": "cat"}')
-    build_error(folder, "im1.png: instance 3 is listed in im1.json but has no pixels")
-
-
-def test_builder_reports_an_instance_without_sidecar_entry(folder):
-    (folder / "masks" / "im2.json").write_text('{"1": "cat"}')
-    build_error(folder, "im2.png: instance 2 (20 pixels) has no entry in im2.json")
-
-
-def test_builder_reports_a_mask_whose_size_differs_from_its_image(folder):
-    Image.fromarray(np.ones((10, 13), np.uint8)).save(folder / "masks" / "im0.png")
-    build_error(folder, "im0.png: the mask is 13x10 (WxH) but its image im0.png is 12x10")
-
-
-def test_builder_reports_an_unknown_category(folder):
-    (folder / "masks" / "im0.json").write_text('{"1": "cat", "2": "bird"}')
-    build_error(folder, "im0.json: instance 2: unknown category 'bird'; known: ['cat', 'dog']")
-
-
-def test_builder_reports_a_missing_mask_and_a_mask_without_image(folder):
-    (folder / "masks" / "im1.png").rename(folder / "masks" / "im9.png")
-    err = build_error(folder, "im1.png: missing; every image needs its instance mask", "im9.png: matches no image")
-    assert len(err.problems) == 2
-
-
-def test_builder_reports_a_missing_sidecar_with_several_categories(folder):
-    (folder / "masks" / "im0.json").unlink()
-    build_error(folder, "im0.json: missing; with 2 categories each mask needs a sidecar")
-
-
-def test_builder_reports_an_rgb_instance_mask(folder):
-    Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(folder / "masks" / "im0.png")
-    build_error(folder, "im0.png: the mask is RGB with 3 channels; a mask must be single-channel")
-
-
-def test_builder_reports_corrupt_masks_images_and_sidecars(folder):
-    (folder / "masks" / "im0.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")
-    (folder / "images" / "im1.png").write_bytes(b"garbage")
-    (folder / "masks" / "im2.json").write_text('{"1": "cat",')
-    err = build_error(folder, "im0.png: cannot read the mask", "im1.png: cannot read the image: not an image file PIL can open",
-                      "im2.json: invalid sidecar")
-    assert len(err.problems) == 3  # every problem, not only the first
-
-
-def test_builder_reports_a_non_utf8_file_name(folder):
-    os.rename(folder / "images" / "im2.png", os.fsencode(folder / "images") + b"/im\xff.png")
-    err = build_error(folder, r"im\xff.png'", "not valid UTF-8; rename the file", "im2.png: matches no image")
-    str(err).encode("utf-8")  # the message itself is printable
-
-
-def test_builder_reports_a_zero_sidecar_key_and_bad_iscrowd(folder):
-    (folder / "masks" / "im0.json").write_text('{"0": "cat", "1": "cat", "2": {"category": "dog", "iscrowd": 2}}')
-    build_error(folder, "key '0' is not an instance id", "instance 2: iscrowd must be 0 or 1, got 2")
-
-
-def test_per_instance_layout_reports_empty_masks_bad_names_and_missing_folders(folder):
-    per = folder / "per"
-    for i in range(3):
-        (per / f"im{i}").mkdir(parents=True)
-    Image.fromarray(np.zeros((10, 12), np.uint8)).save(per / "im0" / "1_cat.png")
-    Image.fromarray(np.ones((10, 12), np.uint8)).save(per / "im1" / "cat.png")
-    Image.fromarray(np.ones((10, 12), np.uint8)).save(per / "im1" / "2_horse.png")
-    (per / "im2").rmdir()
-    with pytest.raises(CocoFormatError) as e:
-        build_coco_dataset(folder / "images", per, folder / "out.json", CATEGORIES, layout="per_instance")
-    message = str(e.value)
-    assert "1_cat.png: instance 1 has no pixels (an empty mask)" in message
-    assert "cat.png: the name should be <k>_<category>.png" in message
-    assert "2_horse.png: unknown category 'horse'" in message
-    assert "im2/: missing; every image needs a mask folder" in message
-
-
-def test_builder_rejects_bad_arguments(folder):
-    with pytest.raises(ValueError, match="layout must be one of"):
-        build(folder, layout="coco")
-    with pytest.raises(ValueError, match="encoding must be 'rle' or 'polygon'"):
-        build(folder, encoding="bitmap")
-    with pytest.raises(ValueError, match="categories is empty"):
-        build_coco_dataset(folder / "images", folder / "masks", folder / "o.json", [])
-    with pytest.raises(ValueError, match="duplicate category names"):
-        build_coco_dataset(folder / "images", folder / "masks", folder / "o.json", ["cat", "cat"])
-    with pytest.raises(CocoFormatError, match="nowhere/: not a folder"):
-        build_coco_dataset(folder / "nowhere", folder / "masks", folder / "o.json", ["cat"])
-
-
-def test_a_failed_build_leaves_the_previous_file_untouched(folder):
-    build(folder)
-    before = (folder / "out.json").read_bytes()
-    Image.fromarray(np.full((10, 12), 7, np.uint8)).save(folder / "masks" / "im2.png")  # the last image fails
-    with pytest.raises(CocoFormatError, match="instance 7 .* has no entry"):
-        build(folder, encoding="polygon")
-    assert (folder / "out.json").read_bytes() == before
-    assert sorted(p.name for p in folder.iterdir()) == ["images", "masks", "out.json"]
-
-
-def test_write_json_atomic_leaves_nothing_when_serialising_fails(tmp_path):
-    with pytest.raises(TypeError):
-        write_json_atomic({"ok": 1, "bad": object()}, tmp_path / "x.json")
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_masks_to_coco_names_the_bad_mask():
-    masks = np.zeros((3, 4, 4), bool)
-    masks[0, 0, 0] = masks[2, 1, 1] = True
-    with pytest.raises(ValueError, match=r"mask 1 \(image 5\) is empty"):
-        masks_to_coco(masks, 1, image_id=5)
-    with pytest.raises(ValueError, match=r"mask 1 has shape \(4, 5\)"):
-        masks_to_coco([masks[0], np.ones((4, 5))], 1)
-    with pytest.raises(ValueError, match="3 masks but 2 category ids"):
-        masks_to_coco(masks, [1, 2])
-
-
-# ---- validate_coco --------------------------------------------------------------------------------
-
-@pytest.fixture
-def good(folder):
-    """(folder, COCO dict) of a good file; annotation ids 1-6, image ids 1-3, two RLE and one polygon image."""
-    coco = json.loads(build(folder).read_text())
-    polygons = json.loads(build(folder, encoding="polygon").read_text())
-    coco["annotations"][4:] = polygons["annotations"][4:]  # image 3 has polygons
-    return folder, coco
+def test_validate_report_on_a_good_file(shapes):
+    report = validate_coco(shapes / "annotations.json", shapes / "images", strict=True)
+    assert report.ok and report.problems == []
+    assert report.summary.endswith(f"OK (10 images, {report.counts['annotations']} annotations, 3 categories)")
+    assert report.raise_if_problems() is report
 
 
 def validate(folder, coco, check_images=True):
@@ -337,19 +182,3 @@ def test_rle_string_decoder_agrees_with_pycocotools_and_rejects_corrupt_strings(
     assert sum(counts) == 37 * 23 and sum(counts[1::2]) == mask_utils.area(rle) == mask.sum()
     with pytest.raises(ValueError, match="ends in the middle of a number"):
         rle_string_counts("0o")  # 'o' sets the continuation bit
-
-
-# ---- the Dataset ---------------------------------------------------------------------------------
-
-def test_dataset_names_a_missing_or_corrupt_image(good):
-    folder, coco = good
-    ds = CocoInstanceDataset(folder / "images", build(folder))
-    (folder / "images" / "im1.png").unlink()
-    with pytest.raises(FileNotFoundError, match=r"im1.png: image file not found \(image id 2 of out.json"):
-        ds[1]
-    (folder / "images" / "im2.png").write_bytes(b"not an image")
-    with pytest.raises(OSError, match=r"im2.png: cannot read the image \(image id 3 of out.json\)"):
-        ds[2]
-    Image.fromarray(np.zeros((9, 12, 3), np.uint8)).save(folder / "images" / "im0.png")
-    with pytest.raises(ValueError, match=r"im0.png: the image is 12x9 \(WxH\) but image id 1 of out.json says 12x10"):
-        ds[0]

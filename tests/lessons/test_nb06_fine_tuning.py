@@ -1,8 +1,7 @@
-"""Notebook 06's figures: the error pictures (whole image or zoomed) and the larger detection pictures."""
+"""course_lib.lessons.nb06_fine_tuning: the error pictures (whole image or zoomed)."""
 
 import torch
 
-from course_lib.lessons import draw
 from course_lib.lessons.nb06_fine_tuning import DET_COLOUR, ERROR_TITLES, GT_COLOUR, draw_error
 
 
@@ -42,11 +41,3 @@ def test_draw_error_zoom_puts_the_names_in_the_title_and_enlarges():
     _, title = draw_error(image, output, target, "misses", 0, ["bg", "star", "hexagon"], zoom=True)
     assert title == "image 9: miss\ngt hexagon (green)"
     assert GT_COLOUR != DET_COLOUR
-
-
-def test_draw_instances_font_size_and_filled_labels_are_optional():
-    image, output, target = _case()
-    default = draw.draw_target(image, target, ["bg", "star", "hexagon"])
-    big = draw.draw_target(image, target, ["bg", "star", "hexagon"], upscale=6, font_size=20, fill_labels=True)
-    assert default.shape == (3, 384, 384) and big.shape == (3, 768, 768)
-    assert draw.draw_detections(image, output, ["bg", "star", "hexagon"], 0.5, upscale=2).shape == (3, 256, 256)

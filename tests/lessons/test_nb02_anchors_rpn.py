@@ -1,5 +1,4 @@
-"""Checkers of notebooks 01 and 02 (reference passes, wrong answers fail, stubs say not yet) and
-course_lib.rpn_viz (receptive fields, shapes, RPN pieces, the proposal explorer, the figures)."""
+"""course_lib.lessons.nb02_anchors_rpn and notebook 02's checkers: box IoU, box coding, NMS, the RPN pieces, the figures."""
 
 import matplotlib
 
@@ -8,35 +7,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 import torchvision  # noqa: E402
-from torch import nn  # noqa: E402
-from torchvision.models.detection.backbone_utils import BackboneWithFPN  # noqa: E402
-from torchvision.models.resnet import BasicBlock, ResNet  # noqa: E402
-from torchvision.ops.feature_pyramid_network import LastLevelMaxPool  # noqa: E402
 
-from course_lib.course.checkers import (
+from course_lib.course.checkers import (  # noqa: E402
     check_box_iou,
     check_decode_boxes,
     check_encode_boxes,
-    check_fpn_merge,
     check_nms,
 )
 from course_lib.course.checkers.nb02_anchors_rpn import decode_boxes, encode_boxes  # noqa: E402
-from course_lib.lessons.nb01_backbone_fpn import (
-    backbone_levels,
-    channel_gallery,
-    edge_interior_ratio,
-    effective_receptive_field,
-    fpn_diagram,
-    outside_share,
-    receptive_field,
-    receptive_fields,
-    shape_table,
-    stride_grid_figure,
-    top_channels,
-)
-from course_lib.lessons.nb02_anchors_rpn import (
+from course_lib.lessons.nb01_backbone_fpn import fpn_diagram, stride_grid_figure  # noqa: E402
+from course_lib.lessons.nb02_anchors_rpn import (  # noqa: E402
     anchor_figure,
     anchor_label_counts,
     anchor_labels_figure,
@@ -49,10 +30,11 @@ from course_lib.lessons.nb02_anchors_rpn import (
     recall_curve,
     recall_figure,
     rpn_forward,
+    rpn_loss_inputs,
     sampling_figure,
+    torchvision_rpn_losses,
 )
 from course_lib.ops.boxes import box_iou as reference_iou  # noqa: E402
-from course_lib.ops.feature_pyramid_network import fpn_merge  # noqa: E402
 
 
 def stub(*args, **kwargs):
@@ -64,46 +46,6 @@ def close_figures():
     yield
     plt.close("all")
 
-
-# ----------------------------------------------------------------------------------------------------
-# Checkers, notebook 01
-# ----------------------------------------------------------------------------------------------------
-
-def fpn_merge_scale_factor(features, inner_blocks, layer_blocks):  # the classic bug: fails on odd sizes
-    last = inner_blocks[-1](features[-1])
-    results = [layer_blocks[-1](last)]
-    for i in range(len(features) - 2, -1, -1):
-        last = inner_blocks[i](features[i]) + F.interpolate(last, scale_factor=2, mode="nearest")
-        results.insert(0, layer_blocks[i](last))
-    return results
-
-
-def fpn_merge_no_top_down(features, inner_blocks, layer_blocks):
-    return [layer(inner(f)) for f, inner, layer in zip(features, inner_blocks, layer_blocks, strict=True)]
-
-
-def test_fpn_merge_checker(capsys):
-    assert check_fpn_merge(fpn_merge) is fpn_merge
-    assert capsys.readouterr().out.startswith("PASS check_fpn_merge: all 4 cases")
-    assert check_fpn_merge(fpn_merge_no_top_down) is fpn_merge
-    out = capsys.readouterr().out
-    assert "FAIL check_fpn_merge, case '4 levels from a 128x128 image'" in out and "Hint 1/3:" in out
-    assert check_fpn_merge(fpn_merge_scale_factor) is fpn_merge
-    assert "odd image size 97x131" in capsys.readouterr().out
-    assert check_fpn_merge(stub) is fpn_merge
-    assert "NOT YET check_fpn_merge" in capsys.readouterr().out
-
-
-def test_checkers_leave_the_global_random_state_alone():
-    torch.manual_seed(123)
-    before = torch.get_rng_state()
-    check_fpn_merge(fpn_merge)
-    assert torch.equal(torch.get_rng_state(), before)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Checkers, notebook 02
-# ----------------------------------------------------------------------------------------------------
 
 def iou_broadcast(b1, b2, clamp=True):
     area1 = (b1[:, 2] - b1[:, 0]) * (b1[:, 3] - b1[:, 1])
@@ -195,65 +137,6 @@ def test_nms_chain_case_catches_suppressed_boxes_that_suppress():
     assert nms_everyone_suppresses(chain, scores, 0.3).tolist() == [0]
 
 
-# ----------------------------------------------------------------------------------------------------
-# rpn_viz, notebook 01: shapes, receptive fields
-# ----------------------------------------------------------------------------------------------------
-
-def tiny_backbone(layers=(1, 1, 1, 1), seed=0):
-    torch.manual_seed(seed)
-    body = ResNet(BasicBlock, list(layers), norm_layer=nn.BatchNorm2d)
-    return BackboneWithFPN(body, {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"},
-                           [64, 128, 256, 512], 16, extra_blocks=LastLevelMaxPool()).eval()
-
-
-def test_backbone_levels_and_shape_table_agree_with_feature_shapes():
-    backbone = tiny_backbone()
-    levels = backbone_levels(backbone, torch.zeros(1, 3, 33, 70))
-    assert list(levels) == ["C2", "C3", "C4", "C5", "P2", "P3", "P4", "P5", "P6"]
-    assert tuple(levels["P6"].shape) == (1, 16, 1, 2)
-    table = shape_table(backbone, [(128, 128), (97, 131), (33, 70)])
-    assert table.count(" ok") == 27 and "!=" not in table
-
-
-def test_receptive_fields_of_known_resnets():
-    course = receptive_fields(tiny_backbone().body)
-    assert course == {"C2": (4, 27), "C3": (8, 51), "C4": (16, 99), "C5": (32, 195)}
-    resnet18 = torchvision.models.resnet18(weights=None)
-    assert receptive_fields(resnet18)["C5"] == (32, 435)  # the published value for ResNet-18
-    walk = receptive_field([("a", 3, 1), ("b", 3, 2), ("c", 3, 1)])
-    assert walk == [("a", 3, 1), ("b", 5, 2), ("c", 9, 2)]
-
-
-def test_effective_receptive_field_stays_inside_the_theoretical_one():
-    backbone = tiny_backbone(seed=1)
-    x = torch.randn(1, 3, 96, 96)
-    rf = receptive_fields(backbone.body)
-    for level in ("C2", "C3"):
-        grad, centre = effective_receptive_field(backbone, x, level)
-        assert grad.shape == (96, 96) and grad.max() == 1
-        assert outside_share(grad, centre, rf[level][1]) == 0.0
-        assert outside_share(grad, centre, rf[level][1] - 2) > 0  # the border ring is used
-    grad, centre = effective_receptive_field(backbone, x, "P2")
-    assert outside_share(grad, centre, rf["C2"][1]) > 0  # the top-down path reaches further
-
-
-def test_edge_interior_ratio_and_top_channels():
-    masks = torch.zeros(1, 64, 64, dtype=torch.bool)
-    masks[0, 16:48, 16:48] = True
-    grown = F.max_pool2d(masks.float()[None], 5, 1, 2)[0] > 0
-    shrunk = -F.max_pool2d(-masks.float()[None], 5, 1, 2)[0] > 0
-    outline = grown & ~shrunk
-    feature = torch.stack([outline[0].float() + 0.1, torch.ones(64, 64)])
-    assert edge_interior_ratio(feature[:1], masks) > 5
-    assert edge_interior_ratio(feature[1:], masks) == pytest.approx(1.0)
-    assert top_channels(feature, 1).tolist() == [0]
-    assert channel_gallery(masks[0].float()[None].expand(3, -1, -1), {"x": feature}, k=2) is not None
-
-
-# ----------------------------------------------------------------------------------------------------
-# rpn_viz, notebook 02: the course model's RPN
-# ----------------------------------------------------------------------------------------------------
-
 @pytest.fixture(scope="module")
 def course():
     from course_lib.data.shapes import render_sample
@@ -284,13 +167,51 @@ def test_rpn_forward_and_proposals_match_the_models_rpn(course):
     for b, s, e in zip(boxes, scores, expected, strict=True):
         assert torch.equal(b, e)
         assert bool((s[:-1] >= s[1:]).all())
-    ours = proposals(out, post_nms_top_n=1000, nms_thresh=0.6)
-    theirs = proposals(out, post_nms_top_n=1000, nms_thresh=0.6, rpn=model.rpn)  # torchvision's filter
-    assert all(torch.equal(a, b) for a, b in zip(ours[0] + ours[1], theirs[0] + theirs[1], strict=True))
-    assert model.rpn.nms_thresh == 0.7 and model.rpn.post_nms_top_n() == 250  # the model's RPN is untouched
+    before = dict(vars(model.rpn))
+    for kw in (dict(post_nms_top_n=1000, nms_thresh=0.6), dict(pre_nms_top_n=100, post_nms_top_n=1000, min_size=6.0)):
+        ours = proposals(out, **kw)
+        theirs = proposals(out, rpn=model.rpn, **kw)  # torchvision's filter_proposals, in a new RPN
+        assert all(torch.equal(a, b) for a, b in zip(ours[0] + ours[1], theirs[0] + theirs[1], strict=True))
+    any_size, _ = proposals(out, pre_nms_top_n=100, post_nms_top_n=1000, rpn=model.rpn)
+    assert len(theirs[0][0]) < len(any_size[0])  # min_size 6 drops boxes: the setting reached the new RPN
+    # the model's RPN is untouched: no attribute written (settings, modes, the private _pre/_post_nms_top_n)
+    assert vars(model.rpn) == before and not model.rpn.training and not model.rpn.head.training
+    assert model.rpn.nms_thresh == 0.7 and model.rpn.post_nms_top_n() == 250
     unmoved, _ = proposals(out, nms_thresh=1.0, moved=False)
     anchors = {tuple(a) for a in out.anchors[0].clamp(0, 128).tolist()}
     assert all(tuple(b) in anchors for b in unmoved[0][:50].tolist())
+
+
+def test_rpn_forward_is_the_head_in_anchor_order(course):
+    from course_lib.detection.rpn import rpn_head_outputs
+
+    model, images, _, out = course
+    with torch.no_grad():
+        image_list, _ = model.transform(images)
+        head = rpn_head_outputs(head=model.rpn.head, anchor_generator=model.rpn.anchor_generator, images=image_list,
+                                features=model.backbone(image_list.tensors))
+        decoded = model.rpn.box_coder.decode(head.pred_bbox_deltas, head.anchors)  # torchvision's BoxCoder
+    assert torch.equal(out.objectness, head.objectness.view(3, -1))
+    assert torch.equal(out.deltas, head.pred_bbox_deltas.view(3, -1, 4))
+    assert torch.equal(out.anchors, torch.stack(head.anchors))
+    assert torch.equal(out.decoded, decoded.view(3, -1, 4))
+    assert all(torch.equal(m, torch.sigmoid(lg)) for m, lg in zip(out.maps, head.objectness_maps, strict=True))
+
+
+def test_rpn_loss_inputs_give_torchvisions_rpn_losses(course):
+    from course_lib.detection.rpn import rpn_loss
+
+    model, images, gts, _ = course
+    inputs = rpn_loss_inputs(model, images[0], gts[0], seed=0)
+    assert inputs["objectness"].shape == (4092, 1) and inputs["pred_bbox_deltas"].shape == (4092, 4)
+    assert 0 < len(inputs["sampled_pos_inds"]) and len(inputs["sampled_pos_inds"]) + len(
+        inputs["sampled_neg_inds"]) == 256
+    objectness_loss, box_loss = rpn_loss(**inputs)
+    reference = torchvision_rpn_losses(model, images[0], gts[0], seed=0)
+    assert objectness_loss.item() == pytest.approx(reference["loss_objectness"], rel=1e-5)
+    assert box_loss.item() == pytest.approx(reference["loss_rpn_box_reg"], rel=1e-5)
+    other_seed = rpn_loss(**rpn_loss_inputs(model, images[0], gts[0], seed=1))
+    assert other_seed[0].item() != objectness_loss.item()  # the seed picks the sampled anchors
 
 
 def test_recall_curve(course):

@@ -1,21 +1,9 @@
-"""The doctor and the headless notebook runner."""
+"""course_lib.course.run_notebooks: the headless notebook runner."""
 
 import nbformat
 import pytest
 
-from course_lib.course import doctor, run_notebooks
-
-
-def test_doctor_reports_versions_device_weights_widgets_and_checkpoint(capsys, monkeypatch, tmp_path):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    rows = dict(doctor.report())
-    assert rows["torch"][0].isdigit() and rows["torchvision"][0].isdigit()
-    assert rows["device"].startswith(("cpu", "cuda"))
-    assert "not in the torch cache" in rows["COCO weights"]
-    assert rows["widget front end"].startswith("installed")
-    assert "val segm AP" in rows["course checkpoint"]
-    assert doctor.main() == 0
-    assert "widget front end" in capsys.readouterr().out
+from course_lib.course import run_notebooks
 
 
 @pytest.mark.kernel

@@ -1,31 +1,19 @@
-"""course_lib.data: masks -> COCO -> pycocotools round trips, builders, validation and the Dataset."""
+"""course_lib.data.coco_build: masks_to_coco and build_coco_dataset round trips, and every problem of malformed input reported."""
 
 import json
+import os
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
-from torchvision import tv_tensors
-from torchvision.transforms import v2
 
 from course_lib.data.coco_build import build_coco_dataset, masks_to_coco
-from course_lib.data.coco_dataset import (
-    CocoInstanceDataset,
-    collate_fn,
-    get_transform,
-    load_coco,
-    to_rgb_uint8,
-)
+from course_lib.data.coco_dataset import load_coco
 from course_lib.data.coco_validate import validate_coco
-from course_lib.data.masks import mask_to_polygons
-from course_lib.data.shapes import CLASSES, make_shapes_dataset
+from course_lib.data.errors import CocoFormatError
+from course_lib.data.shapes import CLASSES
 from course_lib.utils.files import write_json_atomic
-
-
-def decode_polygons(polygons, h, w):
-    return mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polygons, h, w))).astype(bool)
 
 
 def hand_made_masks():
@@ -63,36 +51,6 @@ def hand_made_masks():
     return cases
 
 
-@pytest.mark.parametrize("name", list(hand_made_masks()))
-def test_polygons_decode_to_the_same_mask(name):
-    mask = hand_made_masks()[name]
-    polygons = mask_to_polygons(mask)
-    assert all(len(p) >= 6 and len(p) % 2 == 0 for p in polygons)
-    np.testing.assert_array_equal(decode_polygons(polygons, *mask.shape), mask)
-
-
-def test_polygons_of_random_masks_round_trip():
-    rng = np.random.default_rng(0)
-    for _ in range(120):
-        h, w = rng.integers(1, 16, size=2)
-        mask = rng.random((h, w)) < rng.uniform(0.1, 0.9)
-        if mask.any():
-            polygons = mask_to_polygons(mask)
-            np.testing.assert_array_equal(decode_polygons(polygons, h, w), mask)
-            # each polygon is one part: inside the mask on its own
-            for rle in mask_utils.frPyObjects(polygons, h, w):
-                assert not (mask_utils.decode(rle).astype(bool) & ~mask).any()
-
-
-def test_a_square_is_four_corners_and_a_single_pixel_is_its_square():
-    m = np.zeros((6, 6), bool)
-    m[1:4, 2:5] = True
-    assert mask_to_polygons(m) == [[2, 1, 5, 1, 5, 4, 2, 4]]
-    m = np.zeros((3, 3), bool)
-    m[1, 2] = True
-    assert mask_to_polygons(m) == [[2, 1, 3, 1, 3, 2, 2, 2]]
-
-
 @pytest.mark.parametrize("encoding", ["rle", "polygon"])
 def test_masks_to_coco_round_trip_through_a_coco_file(tmp_path, encoding):
     masks = list(hand_made_masks().values())
@@ -123,13 +81,6 @@ def test_masks_to_coco_ids_categories_and_crowd_as_rle():
     assert {a["image_id"] for a in anns} == {7}
     assert [a["iscrowd"] for a in anns] == [0, 1, 0]
     assert isinstance(anns[0]["segmentation"], list) and isinstance(anns[1]["segmentation"], dict)
-
-
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shapes")
-    make_shapes_dataset(root, 10, seed=3, progress=False)
-    return root
 
 
 def instance_masks(shapes_root, stem):
@@ -238,84 +189,126 @@ def test_sixteen_bit_instance_ids(tmp_path):
     assert [a["bbox"] for a in json.loads(out.read_text())["annotations"]] == [[0, 0, 1, 1], [3, 3, 1, 1]]
 
 
-# ---- the Dataset --------------------------------------------------------------------------------
-
-def test_dataset_targets_and_joint_flip(shapes):
-    ds = CocoInstanceDataset(shapes / "images", shapes / "annotations.json")
-    image, target = ds[0]
-    n = len(target["labels"])
-    assert isinstance(image, tv_tensors.Image) and image.dtype == torch.uint8 and image.shape == (3, 128, 128)
-    assert isinstance(target["boxes"], tv_tensors.BoundingBoxes) and target["boxes"].shape == (n, 4)
-    assert isinstance(target["masks"], tv_tensors.Mask) and target["masks"].shape == (n, 128, 128)
-    assert target["labels"].dtype == torch.int64 and target["iscrowd"].tolist() == [0] * n
-    flipped_image, flipped = v2.RandomHorizontalFlip(p=1.0)(image, target)
-    torch.testing.assert_close(flipped_image, image.flip(-1))
-    torch.testing.assert_close(flipped["masks"], target["masks"].flip(-1))
-    for box, mask in zip(flipped["boxes"], flipped["masks"], strict=True):  # boxes moved with the masks
-        ys, xs = torch.nonzero(mask, as_tuple=True)
-        assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
-    images, targets = collate_fn([ds[0], ds[1]])
-    assert len(images) == len(targets) == 2
+CATEGORIES = ["cat", "dog"]
 
 
-def test_dataset_image_without_instances_and_crowd_flag(tmp_path):
-    write_hand_made_folder(tmp_path)
-    out = build_coco_dataset(tmp_path / "images", tmp_path / "masks", tmp_path / "o.json", ["cat", "dog"])
-    ds = CocoInstanceDataset(tmp_path / "images", out, transforms=get_transform(train=True))
-    image, target = ds[1]
-    assert image.shape == (3, 6, 5) and image.dtype == torch.float32
-    assert target["boxes"].shape == (0, 4) and target["masks"].shape == (0, 6, 5) and target["labels"].shape == (0,)
-    assert CocoInstanceDataset(tmp_path / "images", out)[0][1]["iscrowd"].tolist() == [0, 0, 0, 0, 1]
-    kept = CocoInstanceDataset(tmp_path / "images", out, drop_crowd=True)[0][1]
-    assert kept["iscrowd"].tolist() == [0, 0, 0, 0] and kept["masks"].shape[0] == 4
+def build(folder, **kw):
+    return build_coco_dataset(folder / "images", folder / "masks", folder / "out.json", CATEGORIES, **kw)
 
 
-@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16", "1", "LA"])
-def test_dataset_converts_image_modes_to_rgb_uint8(tmp_path, mode):
-    rng = np.random.default_rng(0)
-    gray = rng.integers(0, 256, (6, 7), dtype=np.uint8)
-    if mode == "I;16":
-        im, expected = Image.fromarray(gray.astype(np.uint16) * 257), gray  # 16-bit is scaled, not clipped
-    elif mode == "RGBA":
-        rgba = np.dstack([gray, 255 - gray, gray // 2, np.zeros_like(gray)])
-        im, expected = Image.fromarray(rgba, "RGBA"), rgba[..., :3]
-    elif mode == "P":
-        im = Image.fromarray(gray % 4).convert("P")
-        im.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * 756)
-        expected = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)[gray % 4]
-    elif mode == "1":
-        im, expected = Image.fromarray(gray > 127), np.where(gray > 127, 255, 0).astype(np.uint8)
-    else:
-        im, expected = Image.fromarray(gray).convert(mode), gray
-    im.save(tmp_path / "x.png")
-    assert Image.open(tmp_path / "x.png").mode == mode
-    coco = {"images": [{"id": 1, "file_name": "x.png", "height": 6, "width": 7}], "annotations": [],
-            "categories": [{"id": 1, "name": "a"}]}
-    ds = CocoInstanceDataset(tmp_path, write_json_atomic(coco, tmp_path / "a.json"))
-    image = ds[0][0]
-    assert image.dtype == torch.uint8 and image.shape == (3, 6, 7)
-    expected = np.broadcast_to(expected[..., None], (6, 7, 3)) if expected.ndim == 2 else expected
-    np.testing.assert_array_equal(image.permute(1, 2, 0).numpy(), expected)
+def build_error(folder, *expected, **kw):
+    """Building fails with one error listing every problem; nothing is written."""
+    with pytest.raises(CocoFormatError) as e:
+        build(folder, **kw)
+    for text in expected:
+        assert text in str(e.value), f"{text!r} not in:\n{e.value}"
+    assert not (folder / "out.json").exists()
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".out.json")] == []  # no temp file left
+    return e.value
 
 
-def test_sixteen_bit_extremes_scale_to_the_8_bit_range():
-    im = Image.fromarray(np.array([[0, 257, 32768, 65535]], np.uint16))
-    assert to_rgb_uint8(im)[0, :, 0].tolist() == [0, 1, 128, 255]
+def test_builder_reports_an_instance_listed_in_the_sidecar_but_empty(folder):
+    (folder / "masks" / "im1.json").write_text('{"1": "cat", "2": "dog", "3": "cat"}')
+    build_error(folder, "im1.png: instance 3 is listed in im1.json but has no pixels")
 
 
-def test_augmentation_pipeline_keeps_boxes_masks_and_labels_together(shapes):
-    torch.manual_seed(0)
-    aug = v2.Compose([v2.RandomHorizontalFlip(), v2.RandomAffine(degrees=0, translate=(0.1, 0.1), scale=(0.8, 1.2)),
-                      v2.SanitizeBoundingBoxes(), v2.ToDtype(torch.float32, scale=True)])
-    ds = CocoInstanceDataset(shapes / "images", shapes / "annotations.json", transforms=aug)
+def test_builder_reports_an_instance_without_sidecar_entry(folder):
+    (folder / "masks" / "im2.json").write_text('{"1": "cat"}')
+    build_error(folder, "im2.png: instance 2 (20 pixels) has no entry in im2.json")
+
+
+def test_builder_reports_a_mask_whose_size_differs_from_its_image(folder):
+    Image.fromarray(np.ones((10, 13), np.uint8)).save(folder / "masks" / "im0.png")
+    build_error(folder, "im0.png: the mask is 13x10 (WxH) but its image im0.png is 12x10")
+
+
+def test_builder_reports_an_unknown_category(folder):
+    (folder / "masks" / "im0.json").write_text('{"1": "cat", "2": "bird"}')
+    build_error(folder, "im0.json: instance 2: unknown category 'bird'; known: ['cat', 'dog']")
+
+
+def test_builder_reports_a_missing_mask_and_a_mask_without_image(folder):
+    (folder / "masks" / "im1.png").rename(folder / "masks" / "im9.png")
+    err = build_error(folder, "im1.png: missing; every image needs its instance mask", "im9.png: matches no image")
+    assert len(err.problems) == 2
+
+
+def test_builder_reports_a_missing_sidecar_with_several_categories(folder):
+    (folder / "masks" / "im0.json").unlink()
+    build_error(folder, "im0.json: missing; with 2 categories each mask needs a sidecar")
+
+
+def test_builder_reports_an_rgb_instance_mask(folder):
+    Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(folder / "masks" / "im0.png")
+    build_error(folder, "im0.png: the mask is RGB with 3 channels; a mask must be single-channel")
+
+
+def test_builder_reports_corrupt_masks_images_and_sidecars(folder):
+    (folder / "masks" / "im0.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")
+    (folder / "images" / "im1.png").write_bytes(b"garbage")
+    (folder / "masks" / "im2.json").write_text('{"1": "cat",')
+    err = build_error(folder, "im0.png: cannot read the mask", "im1.png: cannot read the image: not an image file PIL can open",
+                      "im2.json: invalid sidecar")
+    assert len(err.problems) == 3  # every problem, not only the first
+
+
+def test_builder_reports_a_non_utf8_file_name(folder):
+    os.rename(folder / "images" / "im2.png", os.fsencode(folder / "images") + b"/im\xff.png")
+    err = build_error(folder, r"im\xff.png'", "not valid UTF-8; rename the file", "im2.png: matches no image")
+    str(err).encode("utf-8")  # the message itself is printable
+
+
+def test_builder_reports_a_zero_sidecar_key_and_bad_iscrowd(folder):
+    (folder / "masks" / "im0.json").write_text('{"0": "cat", "1": "cat", "2": {"category": "dog", "iscrowd": 2}}')
+    build_error(folder, "key '0' is not an instance id", "instance 2: iscrowd must be 0 or 1, got 2")
+
+
+def test_per_instance_layout_reports_empty_masks_bad_names_and_missing_folders(folder):
+    per = folder / "per"
     for i in range(3):
-        image, t = ds[i]
-        assert image.dtype == torch.float32 and float(image.max()) <= 1.0
-        assert len(t["boxes"]) == len(t["labels"]) == len(t["masks"])
+        (per / f"im{i}").mkdir(parents=True)
+    Image.fromarray(np.zeros((10, 12), np.uint8)).save(per / "im0" / "1_cat.png")
+    Image.fromarray(np.ones((10, 12), np.uint8)).save(per / "im1" / "cat.png")
+    Image.fromarray(np.ones((10, 12), np.uint8)).save(per / "im1" / "2_horse.png")
+    (per / "im2").rmdir()
+    with pytest.raises(CocoFormatError) as e:
+        build_coco_dataset(folder / "images", per, folder / "out.json", CATEGORIES, layout="per_instance")
+    message = str(e.value)
+    assert "1_cat.png: instance 1 has no pixels (an empty mask)" in message
+    assert "cat.png: the name should be <k>_<category>.png" in message
+    assert "2_horse.png: unknown category 'horse'" in message
+    assert "im2/: missing; every image needs a mask folder" in message
 
 
-def test_validate_report_on_a_good_file(shapes):
-    report = validate_coco(shapes / "annotations.json", shapes / "images", strict=True)
-    assert report.ok and report.problems == []
-    assert report.summary.endswith(f"OK (10 images, {report.counts['annotations']} annotations, 3 categories)")
-    assert report.raise_if_problems() is report
+def test_builder_rejects_bad_arguments(folder):
+    with pytest.raises(ValueError, match="layout must be one of"):
+        build(folder, layout="coco")
+    with pytest.raises(ValueError, match="encoding must be 'rle' or 'polygon'"):
+        build(folder, encoding="bitmap")
+    with pytest.raises(ValueError, match="categories is empty"):
+        build_coco_dataset(folder / "images", folder / "masks", folder / "o.json", [])
+    with pytest.raises(ValueError, match="duplicate category names"):
+        build_coco_dataset(folder / "images", folder / "masks", folder / "o.json", ["cat", "cat"])
+    with pytest.raises(CocoFormatError, match="nowhere/: not a folder"):
+        build_coco_dataset(folder / "nowhere", folder / "masks", folder / "o.json", ["cat"])
+
+
+def test_a_failed_build_leaves_the_previous_file_untouched(folder):
+    build(folder)
+    before = (folder / "out.json").read_bytes()
+    Image.fromarray(np.full((10, 12), 7, np.uint8)).save(folder / "masks" / "im2.png")  # the last image fails
+    with pytest.raises(CocoFormatError, match="instance 7 .* has no entry"):
+        build(folder, encoding="polygon")
+    assert (folder / "out.json").read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == ["images", "masks", "out.json"]
+
+
+def test_masks_to_coco_names_the_bad_mask():
+    masks = np.zeros((3, 4, 4), bool)
+    masks[0, 0, 0] = masks[2, 1, 1] = True
+    with pytest.raises(ValueError, match=r"mask 1 \(image 5\) is empty"):
+        masks_to_coco(masks, 1, image_id=5)
+    with pytest.raises(ValueError, match=r"mask 1 has shape \(4, 5\)"):
+        masks_to_coco([masks[0], np.ones((4, 5))], 1)
+    with pytest.raises(ValueError, match="3 masks but 2 category ids"):
+        masks_to_coco(masks, [1, 2])

@@ -1,0 +1,15 @@
+"""course_lib.course.doctor: the report of versions, device, weights, widgets and checkpoint."""
+
+from course_lib.course import doctor
+
+
+def test_doctor_reports_versions_device_weights_widgets_and_checkpoint(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    rows = dict(doctor.report())
+    assert rows["torch"][0].isdigit() and rows["torchvision"][0].isdigit()
+    assert rows["device"].startswith(("cpu", "cuda"))
+    assert "not in the torch cache" in rows["COCO weights"]
+    assert rows["widget front end"].startswith("installed")
+    assert "val segm AP" in rows["course checkpoint"]
+    assert doctor.main() == 0
+    assert "widget front end" in capsys.readouterr().out
