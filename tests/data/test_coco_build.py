@@ -14,41 +14,7 @@ from course_lib.data.coco_validate import validate_coco
 from course_lib.data.errors import CocoFormatError
 from course_lib.data.shapes import CLASSES
 from course_lib.utils.files import write_json_atomic
-
-
-def hand_made_masks():
-    """Named (H, W) masks covering the awkward cases."""
-    cases = {}
-    m = np.zeros((7, 9), bool)
-    m[3, 4] = True
-    cases["single pixel"] = m
-    for y, x in [(0, 0), (0, 8), (6, 0), (6, 8)]:
-        m = np.zeros((7, 9), bool)
-        m[y, x] = True
-        cases[f"corner pixel {y, x}"] = m
-    cases["full image"] = np.ones((5, 6), bool)
-    cases["1x1 image"] = np.ones((1, 1), bool)
-    m = np.zeros((12, 12), bool)
-    m[1:11, 1:11] = True
-    m[3:9, 3:9] = False
-    cases["ring (hole)"] = m
-    m = m.copy()
-    m[5:7, 5:7] = True
-    cases["part inside a hole"] = m
-    m = np.zeros((10, 10), bool)
-    m[0:10, 0:4] = True
-    m[2:5, 1:3] = False
-    m[6:8, 1:3] = False
-    cases["two holes, touching the border"] = m
-    cases["checkerboard (corner contacts)"] = (np.indices((6, 7)).sum(0) % 2).astype(bool)
-    m = np.zeros((8, 8), bool)
-    m[np.arange(8), np.arange(8)] = True
-    cases["diagonal line"] = m
-    m = np.zeros((9, 9), bool)
-    m[4, :] = m[:, 4] = True
-    cases["one-pixel-wide cross"] = m
-    cases["hole touching at a corner"] = np.array([[1, 1, 1, 0], [1, 0, 1, 0], [1, 1, 0, 1], [0, 0, 1, 1]], bool)
-    return cases
+from shared_cases import hand_made_masks, write_hand_made_folder
 
 
 @pytest.mark.parametrize("encoding", ["rle", "polygon"])
@@ -110,27 +76,6 @@ def test_build_from_shapes_round_trips(shapes, tmp_path, encoding):
     if encoding == "rle":  # the builder reproduces the file that shapes.py writes
         shapes_file = json.loads((shapes / "annotations.json").read_text())
         assert json.loads(out.read_text())["annotations"] == shapes_file["annotations"]
-
-
-def write_hand_made_folder(root):
-    """Two images: touching instances, a ring, border pixels, a single pixel and a crowd region."""
-    (root / "images").mkdir()
-    (root / "masks").mkdir()
-    ids = np.zeros((10, 12), np.uint8)
-    ids[0:4, 0:5] = 1  # touches the border and instance 2
-    ids[0:4, 5:9] = 2
-    ids[5:10, 0:6] = 3
-    ids[6:9, 1:5] = 0  # a hole
-    ids[9, 11] = 4  # single pixel in the corner
-    ids[5:8, 8:12] = 5  # crowd
-    Image.fromarray(np.full((10, 12, 3), 90, np.uint8)).save(root / "images" / "a.png")
-    Image.fromarray(ids).save(root / "masks" / "a.png")
-    sidecar = {"1": "cat", "2": "dog", "3": "cat", "4": "dog", "5": {"category": "cat", "iscrowd": 1}}
-    (root / "masks" / "a.json").write_text(json.dumps(sidecar))
-    Image.fromarray(np.full((6, 5), 200, np.uint8)).save(root / "images" / "b.jpg")  # no instances
-    Image.fromarray(np.zeros((6, 5), np.uint8)).save(root / "masks" / "b.png")
-    (root / "masks" / "b.json").write_text("{}")
-    return ids
 
 
 @pytest.mark.parametrize("encoding", ["rle", "polygon"])

@@ -1,6 +1,5 @@
 """course_lib.data.coco_dataset: CocoInstanceDataset's targets, image modes, transforms and errors naming the bad image."""
 
-import json
 
 import numpy as np
 import pytest
@@ -17,27 +16,7 @@ from course_lib.data.coco_dataset import (
     to_rgb_uint8,
 )
 from course_lib.utils.files import write_json_atomic
-
-
-def write_hand_made_folder(root):
-    """Two images: touching instances, a ring, border pixels, a single pixel and a crowd region."""
-    (root / "images").mkdir()
-    (root / "masks").mkdir()
-    ids = np.zeros((10, 12), np.uint8)
-    ids[0:4, 0:5] = 1  # touches the border and instance 2
-    ids[0:4, 5:9] = 2
-    ids[5:10, 0:6] = 3
-    ids[6:9, 1:5] = 0  # a hole
-    ids[9, 11] = 4  # single pixel in the corner
-    ids[5:8, 8:12] = 5  # crowd
-    Image.fromarray(np.full((10, 12, 3), 90, np.uint8)).save(root / "images" / "a.png")
-    Image.fromarray(ids).save(root / "masks" / "a.png")
-    sidecar = {"1": "cat", "2": "dog", "3": "cat", "4": "dog", "5": {"category": "cat", "iscrowd": 1}}
-    (root / "masks" / "a.json").write_text(json.dumps(sidecar))
-    Image.fromarray(np.full((6, 5), 200, np.uint8)).save(root / "images" / "b.jpg")  # no instances
-    Image.fromarray(np.zeros((6, 5), np.uint8)).save(root / "masks" / "b.png")
-    (root / "masks" / "b.json").write_text("{}")
-    return ids
+from shared_cases import write_hand_made_folder
 
 
 def test_dataset_targets_and_joint_flip(shapes):

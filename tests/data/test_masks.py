@@ -5,45 +5,11 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from course_lib.data.masks import mask_to_polygons
+from shared_cases import hand_made_masks
 
 
 def decode_polygons(polygons, h, w):
     return mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polygons, h, w))).astype(bool)
-
-
-def hand_made_masks():
-    """Named (H, W) masks covering the awkward cases."""
-    cases = {}
-    m = np.zeros((7, 9), bool)
-    m[3, 4] = True
-    cases["single pixel"] = m
-    for y, x in [(0, 0), (0, 8), (6, 0), (6, 8)]:
-        m = np.zeros((7, 9), bool)
-        m[y, x] = True
-        cases[f"corner pixel {y, x}"] = m
-    cases["full image"] = np.ones((5, 6), bool)
-    cases["1x1 image"] = np.ones((1, 1), bool)
-    m = np.zeros((12, 12), bool)
-    m[1:11, 1:11] = True
-    m[3:9, 3:9] = False
-    cases["ring (hole)"] = m
-    m = m.copy()
-    m[5:7, 5:7] = True
-    cases["part inside a hole"] = m
-    m = np.zeros((10, 10), bool)
-    m[0:10, 0:4] = True
-    m[2:5, 1:3] = False
-    m[6:8, 1:3] = False
-    cases["two holes, touching the border"] = m
-    cases["checkerboard (corner contacts)"] = (np.indices((6, 7)).sum(0) % 2).astype(bool)
-    m = np.zeros((8, 8), bool)
-    m[np.arange(8), np.arange(8)] = True
-    cases["diagonal line"] = m
-    m = np.zeros((9, 9), bool)
-    m[4, :] = m[:, 4] = True
-    cases["one-pixel-wide cross"] = m
-    cases["hole touching at a corner"] = np.array([[1, 1, 1, 0], [1, 0, 1, 0], [1, 1, 0, 1], [0, 0, 1, 1]], bool)
-    return cases
 
 
 @pytest.mark.parametrize("name", list(hand_made_masks()))

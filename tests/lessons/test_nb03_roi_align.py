@@ -31,28 +31,10 @@ from course_lib.ops.roi_align import (
     roi_align_weights,
 )
 from course_lib.ops.roi_pool import roi_pool
+from shared_cases import panels, passes_fails_and_waits, roi_align_separable
 
 matplotlib.use("Agg")
 TOL = dict(atol=1e-5, rtol=1e-5)
-
-
-def stub(*args, **kwargs):
-    raise NotImplementedError("Exercise: replace this line with your code")
-
-
-def _roi_align_separable(feature, box, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
-    """The notebook's solution: Wy and Wx from linear_weights, then one einsum."""
-    offset = 0.5 if aligned else 0.0
-    x1, y1, x2, y2 = (float(v) * spatial_scale - offset for v in box)
-    (out_h, out_w), (_, H, W) = output_size, feature.shape
-
-    def axis_weights(start, end, bins, size):
-        length = end - start if aligned else max(end - start, 1.0)
-        n = sampling_ratio if sampling_ratio > 0 else math.ceil(length / bins)
-        positions = start + (torch.arange(bins)[:, None] + (torch.arange(n) + 0.5) / n) * (length / bins)
-        return linear_weights(positions.flatten(), size).view(bins, n, size).mean(1)
-
-    return torch.einsum("ih,chw,jw->cij", axis_weights(y1, y2, out_h, H), feature, axis_weights(x1, x2, out_w, W))
 
 
 def _bilinear_without_edge_rules(feature, y, x):
@@ -64,7 +46,7 @@ def _bilinear_without_edge_rules(feature, y, x):
 
 
 def _roi_align_always_aligned(feature, box, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
-    return _roi_align_separable(feature, box, output_size, spatial_scale, sampling_ratio, True)
+    return roi_align_separable(feature, box, output_size, spatial_scale, sampling_ratio, True)
 
 
 def _levels_without_k_min(boxes, k_min=2, k_max=5, canonical_scale=224, canonical_level=4):
@@ -74,25 +56,17 @@ def _levels_without_k_min(boxes, k_min=2, k_max=5, canonical_scale=224, canonica
 
 @pytest.mark.parametrize("check, right, wrong, failing_case", [
     (check_bilinear_interpolate, bilinear_interpolate, _bilinear_without_edge_rules, "y in [-1, 0)"),
-    (check_roi_align_one_box, _roi_align_separable, _roi_align_always_aligned, "box inside the map"),
+    (check_roi_align_one_box, roi_align_separable, _roi_align_always_aligned, "box inside the map"),
     (check_assign_fpn_levels, assign_fpn_levels, _levels_without_k_min, "COCO-sized boxes"),
 ])
 def test_checker_right_wrong_and_stub(capsys, check, right, wrong, failing_case):
-    assert check(right) is right
-    assert capsys.readouterr().out.startswith(f"PASS {check.__name__}")
-
-    assert check(wrong) is check.reference
-    out = capsys.readouterr().out
-    assert out.startswith(f"FAIL {check.__name__}, case '{failing_case}") and "Hint" in out
-
-    assert check(stub) is check.reference
-    assert capsys.readouterr().out.startswith(f"NOT YET {check.__name__}")
+    passes_fails_and_waits(capsys, check, right, wrong, failing_case)
 
 
 def test_the_notebook_solution_of_roi_align_one_box_passes(capsys):
     # The separable solution above passes the checker: it agrees with torchvision on every case.
     for case in check_roi_align_one_box.cases():
-        torch.testing.assert_close(_roi_align_separable(*case.args), check_roi_align_one_box.reference(*case.args),
+        torch.testing.assert_close(roi_align_separable(*case.args), check_roi_align_one_box.reference(*case.args),
                                    **TOL)
 
 
@@ -135,14 +109,6 @@ def test_features_to_rgb():
     rgb = features_to_rgb(maps)
     assert [tuple(r.shape) for r in rgb] == [(3, 7, 7), (3, 14, 14)]
     assert all(r.min() >= 0 and r.max() <= 1 for r in rgb)
-
-
-def panels(fig) -> list:
-    """The figure's drawing panels (colour bars left out), each checked to hold something drawn."""
-    axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
-    for ax in axes:
-        assert ax.images or ax.lines or ax.patches or ax.collections, f"empty panel {ax.get_title()!r}"
-    return axes
 
 
 def test_roi_align_pictures_draw():

@@ -25,12 +25,9 @@ from course_lib.lessons.nb04_heads_mask_branch import (
     plot_mask_targets,
     positive_rois_of,
 )
+from shared_cases import panels, passes_fails_and_waits
 
 matplotlib.use("Agg")
-
-
-def stub(*args, **kwargs):
-    raise NotImplementedError("Exercise: replace this line with your code")
 
 
 def _loss_with_softmax(mask_logits, proposals, gt_masks, gt_labels, mask_matched_idxs):
@@ -51,15 +48,7 @@ def _paste_without_padding(mask, box, img_shape, padding=1):
     (check_paste_mask, paste_mask_in_image, _paste_without_padding, "box inside the image"),
 ])
 def test_checker_right_wrong_and_stub(capsys, check, right, wrong, failing_case):
-    assert check(right) is right
-    assert capsys.readouterr().out.startswith(f"PASS {check.__name__}")
-
-    assert check(wrong) is check.reference
-    out = capsys.readouterr().out
-    assert out.startswith(f"FAIL {check.__name__}, case '{failing_case}") and "Hint" in out
-
-    assert check(stub) is check.reference
-    assert capsys.readouterr().out.startswith(f"NOT YET {check.__name__}")
+    passes_fails_and_waits(capsys, check, right, wrong, failing_case)
 
 
 def test_checker_cases_cover_the_edge_cases():
@@ -121,14 +110,6 @@ def test_mask_branch_stages_is_the_mask_branch():
     assert [tuple(t.shape) for _, t in stages] == [(2, 8, 14, 14)] * 3 + [(2, 8, 28, 28), (2, 3, 28, 28)]
     with torch.no_grad():
         torch.testing.assert_close(stages[-1][1], predictor(head(x)))
-
-
-def panels(fig) -> list:
-    """The figure's drawing panels (colour bars left out), each checked to hold something drawn."""
-    axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
-    for ax in axes:
-        assert ax.images or ax.lines or ax.patches or ax.collections, f"empty panel {ax.get_title()!r}"
-    return axes
 
 
 def test_mask_head_pictures_draw():

@@ -1,27 +1,12 @@
 """course_lib.lessons.nb06_fine_tuning: the error pictures (whole image or zoomed)."""
 
-import torch
 
 from course_lib.lessons.nb06_fine_tuning import DET_COLOUR, ERROR_TITLES, GT_COLOUR, draw_error
-
-
-def _square(x1, y1, x2, y2, size=128):
-    m = torch.zeros(size, size, dtype=torch.bool)
-    m[y1:y2, x1:x2] = True
-    return m
-
-
-def _case():
-    image = torch.full((3, 128, 128), 0.5)
-    target = {"image_id": 9, "boxes": torch.tensor([[100.0, 20.0, 128.0, 50.0]]), "labels": torch.tensor([2]),
-              "masks": _square(100, 20, 128, 50)[None].to(torch.uint8)}
-    output = {"boxes": torch.tensor([[104.0, 24.0, 124.0, 46.0]]), "labels": torch.tensor([1]),
-              "scores": torch.tensor([0.9]), "masks": _square(104, 24, 124, 46)[None, None].float()}
-    return image, output, target
+from shared_cases import drawing_case
 
 
 def test_draw_error_whole_image_keeps_its_size_and_colours_the_masks():
-    image, output, target = _case()
+    image, output, target = drawing_case()
     picture, title = draw_error(image, output, target, "poor_masks", (0, 0, 0.52), ["bg", "star", "hexagon"])
     assert picture.shape == (3, 128, 128) and title == "image 9: poor mask, mask IoU 0.52"
     # both masks: yellow-ish; gt only: green-ish; outside: grey
@@ -32,7 +17,7 @@ def test_draw_error_whole_image_keeps_its_size_and_colours_the_masks():
 
 
 def test_draw_error_zoom_puts_the_names_in_the_title_and_enlarges():
-    image, output, target = _case()
+    image, output, target = drawing_case()
     picture, title = draw_error(image, output, target, "wrong_class", (0, 0), ["bg", "star", "hexagon"], zoom=True)
     assert title == "image 9: wrong class\ngt hexagon (green), star 0.90 (red)"
     assert min(picture.shape[-2:]) >= 160  # a 40-pixel window enlarged to about 192

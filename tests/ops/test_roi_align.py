@@ -1,6 +1,5 @@
 """course_lib.ops.roi_align (roi_align, roi_align_one_box, bilinear_interpolate, linear_weights) agrees with torchvision.ops.roi_align."""
 
-import math
 
 import pytest
 import torch
@@ -14,32 +13,11 @@ from course_lib.ops.roi_align import (
     roi_align_one_box,
     roi_align_weights,
 )
+from shared_cases import grads, random_rois, roi_align_separable
 
 pytestmark = pytest.mark.equality  # compared with torchvision: ./course test --cpu-variants runs it
 
 TOL = dict(atol=1e-5, rtol=1e-5)
-
-
-def random_rois(n, n_images, height, width, scale, seed):
-    """(n, 5) rois in image pixels: inside, partly outside, wholly outside, zero-size and inverted boxes."""
-    g = torch.Generator().manual_seed(seed)
-    img_h, img_w = height / scale, width / scale
-    xy = torch.rand(n, 2, generator=g) * torch.tensor([img_w, img_h]) * 1.4 - torch.tensor([img_w, img_h]) * 0.2
-    wh = torch.rand(n, 2, generator=g) * torch.tensor([img_w, img_h]) * 0.7
-    wh[: n // 8] = 0  # zero-size boxes
-    wh[n // 8 : n // 6, 0] *= 0.01  # thinner than a cell
-    boxes = torch.cat([xy, xy + wh], dim=1)
-    boxes[n // 6 : n // 5] = boxes[n // 6 : n // 5][:, [2, 3, 0, 1]] - 1  # x2 < x1, y2 < y1
-    boxes[n // 5 : n // 4] += torch.tensor([img_w, img_h, img_w, img_h]) * 1.5  # wholly outside
-    batch = torch.randint(0, n_images, (n, 1), generator=g).float()
-    return torch.cat([batch, boxes], dim=1)
-
-
-def grads(fn, x, rois, g, *args):
-    x = x.clone().requires_grad_(True)
-    out = fn(x, rois, *args)
-    out.backward(g)
-    return out.detach(), x.grad
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -173,21 +151,6 @@ def test_linear_weights_are_one_axis_of_bilinear():
     assert w[4, 8] == 1.0  # past the last cell: the last cell alone
 
 
-def _roi_align_separable(feature, box, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
-    """The notebook's solution: Wy and Wx from linear_weights, then one einsum."""
-    offset = 0.5 if aligned else 0.0
-    x1, y1, x2, y2 = (float(v) * spatial_scale - offset for v in box)
-    (out_h, out_w), (_, H, W) = output_size, feature.shape
-
-    def axis_weights(start, end, bins, size):
-        length = end - start if aligned else max(end - start, 1.0)
-        n = sampling_ratio if sampling_ratio > 0 else math.ceil(length / bins)
-        positions = start + (torch.arange(bins)[:, None] + (torch.arange(n) + 0.5) / n) * (length / bins)
-        return linear_weights(positions.flatten(), size).view(bins, n, size).mean(1)
-
-    return torch.einsum("ih,chw,jw->cij", axis_weights(y1, y2, out_h, H), feature, axis_weights(x1, x2, out_w, W))
-
-
 @pytest.mark.parametrize("sampling_ratio, aligned", [(2, False), (-1, False), (1, True), (-1, True)])
 def test_roi_align_one_box_matches_torchvision(sampling_ratio, aligned):
     g = torch.Generator().manual_seed(2)
@@ -198,4 +161,4 @@ def test_roi_align_one_box_matches_torchvision(sampling_ratio, aligned):
         ref = torchvision.ops.roi_align(feature[None], [box[None]], (4, 6), 0.25, sampling_ratio, aligned)[0]
         args = (feature, box, (4, 6), 0.25, sampling_ratio, aligned)
         torch.testing.assert_close(roi_align_one_box(*args), ref, **TOL)
-        torch.testing.assert_close(_roi_align_separable(*args), ref, **TOL)
+        torch.testing.assert_close(roi_align_separable(*args), ref, **TOL)

@@ -6,6 +6,7 @@ import torch
 import torchvision
 
 from course_lib.ops.roi_pool import quantise_rois, roi_pool, roi_pool_one_box
+from shared_cases import grads, random_rois
 
 pytestmark = pytest.mark.equality
 
@@ -87,27 +88,6 @@ def test_the_roundings_live_in_quantise_rois():
     assert (int(x1), int(y1), int(x2), int(y2)) == (-1, 3, 4, 7)  # halves away from zero
     assert h0.tolist() == [[3, 5]] and h1.tolist() == [[6, 8]]  # 5 cells in 2 bins: bins overlap
     assert w0.tolist() == [[0, 2]] and w1.tolist() == [[2, 5]]  # the first bin starts off the map: clipped to 0
-
-def random_rois(n, n_images, height, width, scale, seed):
-    """(n, 5) rois in image pixels: inside, partly outside, wholly outside, zero-size and inverted boxes."""
-    g = torch.Generator().manual_seed(seed)
-    img_h, img_w = height / scale, width / scale
-    xy = torch.rand(n, 2, generator=g) * torch.tensor([img_w, img_h]) * 1.4 - torch.tensor([img_w, img_h]) * 0.2
-    wh = torch.rand(n, 2, generator=g) * torch.tensor([img_w, img_h]) * 0.7
-    wh[: n // 8] = 0  # zero-size boxes
-    wh[n // 8 : n // 6, 0] *= 0.01  # thinner than a cell
-    boxes = torch.cat([xy, xy + wh], dim=1)
-    boxes[n // 6 : n // 5] = boxes[n // 6 : n // 5][:, [2, 3, 0, 1]] - 1  # x2 < x1, y2 < y1
-    boxes[n // 5 : n // 4] += torch.tensor([img_w, img_h, img_w, img_h]) * 1.5  # wholly outside
-    batch = torch.randint(0, n_images, (n, 1), generator=g).float()
-    return torch.cat([batch, boxes], dim=1)
-
-
-def grads(fn, x, rois, g, *args):
-    x = x.clone().requires_grad_(True)
-    out = fn(x, rois, *args)
-    out.backward(g)
-    return out.detach(), x.grad
 
 
 def test_roi_pool_matches_torchvision():
