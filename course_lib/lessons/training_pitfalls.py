@@ -202,12 +202,13 @@ def activation_memory(batch_size: int = 1, image_size: int = SIZE, rpn_post_nms_
     """A rough measure of one training step's memory on any device: the MiB of the tensors the forward pass
     saves for ``backward`` (activations; the weights are left out). On a GPU these, with the weights, their
     gradients and the optimizer's state, are what runs out of memory."""
-    model = toy_model().train()
-    model.transform.min_size, model.transform.max_size = (image_size,), image_size
+    settings = {"num_classes": 4, "image_size": image_size}  # the toy model's, with the settings asked for
     if rpn_post_nms_top_n is not None:
-        model.rpn._post_nms_top_n["training"] = rpn_post_nms_top_n
+        settings["rpn_post_nms_top_n_train"] = rpn_post_nms_top_n
     if box_batch_size_per_image is not None:
-        model.roi_heads.fg_bg_sampler.batch_size_per_image = box_batch_size_per_image
+        settings["box_batch_size_per_image"] = box_batch_size_per_image
+    torch.manual_seed(0)
+    model = build_course_model(settings).train()
     weights = {p.data_ptr() for p in model.parameters()}
     seen: dict[tuple, int] = {}
 
