@@ -86,8 +86,10 @@ def _run_cell(client, cell, index: int, limit: float) -> str | None:
     where = f"cell {index}" if index >= 0 else "the grader's check"
     client.timeout = max(1, int(limit))
     started = time.perf_counter()
+    if index < 0:  # not one of the notebook's cells: nbclient stores a cell at nb.cells[i], so lend it a slot
+        client.nb.cells.append(cell)
     try:
-        client.execute_cell(cell, max(index, 0), store_history=index >= 0)
+        client.execute_cell(cell, index if index >= 0 else len(client.nb.cells) - 1, store_history=index >= 0)
     except CellTimeoutError:
         return f"{where} ran past the time limit"
     except CellExecutionError as exc:
@@ -97,6 +99,9 @@ def _run_cell(client, cell, index: int, limit: float) -> str | None:
         return f"{where} raised: {' '.join(message.split())[:300]}"
     except DeadKernelError as exc:
         return f"the kernel died in {where} (a crash, or out of memory): {str(exc)[:200]}"
+    finally:
+        if index < 0:
+            client.nb.cells.pop()
     return None
 
 

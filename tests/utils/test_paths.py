@@ -1,0 +1,59 @@
+"""course_lib.utils.paths: where the course keeps its files, and the two variables that move them.
+
+The paths are read when the module is imported, so each setting is checked in a fresh ``python -c``."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import course_lib
+from course_lib.utils import paths
+
+PRINT_PATHS = ("import json; from course_lib.utils import paths as p; print(json.dumps({k: str(getattr(p, k)) "
+               "for k in ('REPO_ROOT', 'DATA_DIR', 'GENERATED_DIR', 'CHECKPOINT', 'PROVENANCE', 'RUNS_DIR')}))")
+
+
+def paths_in_subprocess(tmp_path, **env_vars):
+    env = {k: v for k, v in os.environ.items() if k not in ("COURSE_DATA_DIR", "COURSE_RUNS_DIR")}
+    env.update(env_vars)
+    out = subprocess.run([sys.executable, "-c", PRINT_PATHS], env=env, cwd=tmp_path, capture_output=True,
+                         text=True, check=True, timeout=60).stdout
+    return {k: Path(v) for k, v in json.loads(out).items()}
+
+
+def test_repo_root_is_the_checkout():
+    assert paths.REPO_ROOT == Path(course_lib.__file__).resolve().parent.parent
+    assert (paths.REPO_ROOT / "pyproject.toml").is_file() and (paths.REPO_ROOT / "course_lib").is_dir()
+    assert paths.REPO_ROOT.is_absolute()
+
+
+def test_defaults_are_data_and_runs_in_the_checkout(tmp_path):
+    p = paths_in_subprocess(tmp_path)  # run from another folder: the paths do not depend on the cwd
+    root = paths.REPO_ROOT
+    assert p["REPO_ROOT"] == root
+    assert p["DATA_DIR"] == root / "data" and p["RUNS_DIR"] == root / "runs"
+    assert p["GENERATED_DIR"] == root / "data" / "generated"
+    assert p["CHECKPOINT"] == root / "data" / "course_maskrcnn.pt"
+    assert p["PROVENANCE"] == root / "data" / "course_maskrcnn.json"
+
+
+def test_course_data_dir_moves_the_data_and_everything_under_it(tmp_path):
+    data = tmp_path / "read only data"
+    p = paths_in_subprocess(tmp_path, COURSE_DATA_DIR=str(data))
+    assert p["DATA_DIR"] == data
+    assert p["GENERATED_DIR"] == data / "generated"
+    assert (p["CHECKPOINT"], p["PROVENANCE"]) == (data / "course_maskrcnn.pt", data / "course_maskrcnn.json")
+    assert p["RUNS_DIR"] == paths.REPO_ROOT / "runs"  # the runs stay where they were
+    assert not data.exists()  # importing creates no folder
+
+
+def test_course_runs_dir_moves_only_the_runs(tmp_path):
+    runs = tmp_path / "runs here"
+    p = paths_in_subprocess(tmp_path, COURSE_RUNS_DIR=str(runs))
+    assert p["RUNS_DIR"] == runs
+    assert p["DATA_DIR"] == paths.REPO_ROOT / "data"
+    both = paths_in_subprocess(tmp_path, COURSE_RUNS_DIR=str(runs), COURSE_DATA_DIR=str(tmp_path / "d"))
+    assert (both["RUNS_DIR"], both["DATA_DIR"]) == (runs, tmp_path / "d")
+    assert not runs.exists()
