@@ -144,3 +144,11 @@ def panels(fig) -> list:
     for ax in axes:
         assert ax.images or ax.lines or ax.patches or ax.collections, f"empty panel {ax.get_title()!r}"
     return axes
+
+
+def rand_boxes(n, seed, size=200.0, min_wh=1.0, max_wh=80.0, dtype=torch.float32):
+    """Random (x1, y1, x2, y2) boxes, some reaching outside [0, size]."""
+    g = torch.Generator().manual_seed(seed)
+    ctr = torch.rand(n, 2, generator=g, dtype=torch.float64) * (size + 40) - 20
+    wh = torch.rand(n, 2, generator=g, dtype=torch.float64) * (max_wh - min_wh) + min_wh
+    return torch.cat([ctr - wh / 2, ctr + wh / 2], dim=1).to(dtype)

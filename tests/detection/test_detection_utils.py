@@ -8,18 +8,11 @@ import torch
 from torchvision.models.detection._utils import BoxCoder as TVBoxCoder
 
 from course_lib.detection._utils import BoxCoder, decode_boxes, encode_boxes
+from shared_cases import rand_boxes
 
 pytestmark = pytest.mark.equality  # compared with torchvision: ./course test --cpu-variants runs it
 
 SEEDS = [0, 1, 2]
-
-
-def rand_boxes(n, seed, size=200.0, min_wh=1.0, max_wh=80.0, dtype=torch.float32):
-    """Random (x1, y1, x2, y2) boxes, some reaching outside [0, size]."""
-    g = torch.Generator().manual_seed(seed)
-    ctr = torch.rand(n, 2, generator=g, dtype=torch.float64) * (size + 40) - 20
-    wh = torch.rand(n, 2, generator=g, dtype=torch.float64) * (max_wh - min_wh) + min_wh
-    return torch.cat([ctr - wh / 2, ctr + wh / 2], dim=1).to(dtype)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
