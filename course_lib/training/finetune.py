@@ -6,7 +6,7 @@
 
 The model's box and mask predictors are replaced for ``1 + the largest category id`` classes (index 0 is
 background) and the whole model is trained with torchvision's recipe: SGD (lr 0.005, momentum 0.9,
-weight decay 0.0005), a linear warm-up, then the LR times 0.1 at ``--lr-steps`` (``StepLR``);
+weight decay 0.0005), a linear warm-up, then the LR times 0.1 at ``--lr-steps`` (``StepLR``; by default after 3/4 of the epochs);
 ``--schedule cosine`` decays it smoothly instead. ``<out>/last.pt`` is written after every epoch and the
 same command resumes after the last finished epoch. Resuming never lies: if the data (the train file's
 content), the model or an optimiser/schedule setting differs from the run in ``--out``, the command
@@ -69,6 +69,8 @@ from course_lib.utils.errors import CommandError
 from course_lib.utils.files import write_json_atomic
 from course_lib.utils.paths import CHECKPOINT
 
+LR_STEP_FRACTION = 0.75  # the default LR drop, as a fraction of the epochs
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="course finetune", description=__doc__.split("\n\n")[0])
@@ -88,8 +90,9 @@ def parse_args(argv=None):
     p.add_argument("--image-size", type=int, default=None,
                    help="resize images to this many pixels (default: the model's, 128 for the course model)")
     p.add_argument("--schedule", choices=["step", "cosine"], default="step")
-    p.add_argument("--lr-steps", type=float, nargs="*", default=[3],
-                   help="epochs (fractions allowed: 1.5) after which the LR is multiplied by --gamma (schedule 'step')")
+    p.add_argument("--lr-steps", type=float, nargs="*", default=None,
+                   help="epochs (fractions allowed: 1.5) after which the LR is multiplied by --gamma (schedule 'step'; "
+                        "default: after 3/4 of --epochs, so the last quarter runs at the lower LR)")
     p.add_argument("--gamma", type=float, default=0.1)
     p.add_argument("--train-images", type=int, default=0, help="train on the first N images only (0: all)")
     p.add_argument("--val-images", type=int, default=0, help="evaluate on the first N images only (0: all)")
@@ -97,7 +100,10 @@ def parse_args(argv=None):
                    help="resume a run in --out although its data, model or optimiser settings differ")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch stays)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.lr_steps is None:  # scales with --epochs: 4 epochs drop at 3, 10 epochs at 7.5
+        args.lr_steps = [LR_STEP_FRACTION * args.epochs]
+    return args
 
 
 def setup_distributed(device_arg: str | None) -> tuple[int, int, torch.device]:

@@ -210,3 +210,12 @@ def test_mask_iou_checker_catches_nan_on_empty_masks(capsys):
     assert check_mask_iou(nan_on_empty) is mask_iou
     assert "case 'an empty mask (IoU 0, not NaN)'" in capsys.readouterr().out
     assert check_mask_iou(mask_iou) is mask_iou
+
+
+def test_the_default_lr_step_scales_with_the_epochs():
+    """`--epochs 10` alone used to keep the drop at epoch 3: 7 of 10 epochs at a tenth of the LR."""
+    from course_lib.training.finetune import parse_args
+
+    assert parse_args([]).lr_steps == [3.0]  # the default 4 epochs: as before
+    assert parse_args(["--epochs", "10"]).lr_steps == [7.5]
+    assert parse_args(["--epochs", "10", "--lr-steps", "2", "6"]).lr_steps == [2.0, 6.0]

@@ -37,7 +37,8 @@ def edited(path, tmp_path, name, change):
 
 def test_a_run_refuses_changed_settings_and_accepts_them_explicitly(tiny, tmp_path, capsys):
     train, val = tiny
-    args = common(train, val, tmp_path / "run") + ["--epochs", "2", "--no-eval"]
+    # --lr-steps fixed: by default the drop moves with --epochs, and this test changes one setting at a time
+    args = common(train, val, tmp_path / "run") + ["--epochs", "2", "--lr-steps", "3", "--no-eval"]
     first = main(args + ["--stop-after", "1"])
     assert len(first["history"]) == 1
     stored = load_checkpoint(tmp_path / "run" / "last.pt")["config"]
