@@ -190,8 +190,9 @@ def postprocess_detections(
         boxes (Di, 4), scores (Di,), labels (Di,) int64: three lists with one tensor per image,
         sorted by decreasing score.
     """
-    candidates = detection_candidates(class_logits, box_regression, proposals, image_shapes, box_coder_weights,
-                                      score_thresh, decode_boxes)
+    candidates = detection_candidates(class_logits, box_regression, proposals, image_shapes,
+                                      box_coder_weights=box_coder_weights, score_thresh=score_thresh,
+                                      decode_boxes=decode_boxes)
     all_boxes, all_scores, all_labels = [], [], []
     for boxes, scores, labels in zip(*candidates, strict=True):
         # NMS within each class only (a cat box never suppresses a dog box), best first.
