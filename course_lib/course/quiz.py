@@ -1,17 +1,27 @@
-"""Quiz checkpoints: a question bank, a widget, and a headless fallback. Used in: every notebook.
+"""Quizzes: a question bank, a widget, and a headless fallback. Used in: every notebook.
 
-``quiz("id")`` shows the question as radio buttons with a Check button; pressing it shows whether
-the choice is right and why. Where no widget front end renders it (a terminal, nbconvert, a headless
-run, ``COURSE_HEADLESS=1``), the same object prints as plain text that ends with the
-``answer("id", choice)`` call that grades it.
+``quiz("id")`` shows the question as radio buttons with a Check button. Where no widget front end renders
+it (a terminal, nbconvert, a headless run, ``COURSE_HEADLESS=1``), the same object prints as plain text that
+ends with the ``answer("id", choice)`` call that answers it.
 
-The widget also leaves the learner's choice in the notebook's saved outputs, where ``course grade``
-reads it: showing it displays an invisible record ``{"id": ..., "choice": null}`` (mime type
-``RECORD_MIME``, with a display id), and each press of Check updates that record to the chosen index.
-The front end writes the update into the quiz cell's outputs, so the saved ``.ipynb`` carries the last
-checked choice, and only that: neither the correct answer nor the verdict. (JupyterLab applies the
-update only while it still holds the request that displayed the record: after a page reload, re-run
-the quiz cell before answering.)
+Feedback never names the right choice. A right answer is told so with the explanation; a wrong one is told
+it is not right and invited to look at the lesson again. What happens next depends on the question's kind
+(``course_lib.course.bank``):
+
+* a **checkpoint** (the notebook's quiz checkpoint, graded by the instructor) records the FIRST checked
+  answer: Check then disables the widget, and in this kernel a later ``answer()`` call, or the same quiz shown
+  again, says that the first answer stands (``FIRST_ANSWERS``). In the student edition (``./course handout``)
+  the bank has no key for checkpoints: the feedback only says which answer was recorded.
+* a **self-check** (inside a lesson) gives instant feedback as often as the learner likes; nobody grades it.
+
+The widget also leaves the learner's choice in the notebook's saved outputs, where ``course grade`` reads
+it: showing it displays an invisible record ``{"id": ..., "choice": null}`` (mime type ``RECORD_MIME``, with
+a display id), and Check updates that record to the chosen index: once for a checkpoint (the first choice),
+on every press for a self-check (the last). ``answer()`` for a checkpoint run in a notebook's kernel
+displays the same record, holding the first answer given in that kernel. The front end writes the record
+into the cell's outputs, so the saved ``.ipynb`` carries the recorded choice, and only that: neither the
+correct answer nor the verdict. (JupyterLab applies the update only while it still holds the request that
+displayed the record: after a page reload, re-run the quiz cell before answering.)
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from __future__ import annotations
 import html
 import uuid
 
-from course_lib.course.bank import Question, load_questions
+from course_lib.course.bank import CHECKPOINT, Question, load_questions
 from course_lib.course.progress import record
 from course_lib.utils.ui import headless
 
@@ -28,6 +38,10 @@ BANK: dict[str, Question] = load_questions()
 # The mime type of the widget's record of a learner's choice; read by ``course_lib.course.grade``.
 RECORD_MIME = "application/vnd.course.quiz+json"
 
+# The first choice checked for each checkpoint quiz in this kernel (by a widget or by ``answer()``): the
+# recorded one. Later attempts leave it as it is.
+FIRST_ANSWERS: dict[str, int] = {}
+
 
 def _check(qid: str) -> Question:
     if qid not in BANK:
@@ -35,29 +49,88 @@ def _check(qid: str) -> Question:
     return BANK[qid]
 
 
-def grade(qid: str, choice: int | str) -> tuple[bool, str]:
-    """``(is_correct, feedback)`` for a choice given as its index or its exact text."""
+def choice_index(qid: str, choice: int | str) -> int:
+    """The index of a choice given as its index or its exact text (``ValueError`` if it is neither)."""
     q = _check(qid)
     if isinstance(choice, str):
         if choice not in q.choices:
             raise ValueError(f"quiz {qid!r}: {choice!r} is not one of the choices {list(q.choices)}")
         choice = q.choices.index(choice)
-    if not 0 <= choice < len(q.choices):
-        raise ValueError(f"quiz {qid!r}: choice {choice} is outside 0..{len(q.choices) - 1}")
-    ok = choice == q.correct
-    verdict = "Correct!" if ok else f"Not quite: the answer is ({q.correct}) {q.choices[q.correct]}."
-    return ok, f"{verdict} {q.explanation}"
+    if isinstance(choice, bool) or not isinstance(choice, int) or not 0 <= choice < len(q.choices):
+        raise ValueError(f"quiz {qid!r}: choice {choice!r} is outside 0..{len(q.choices) - 1}")
+    return choice
 
 
-def _record(qid: str, ok: bool) -> None:
-    record(BANK[qid].notebook, f"quiz:{qid}", ok)
+def grade(qid: str, choice: int | str) -> tuple[bool | None, str]:
+    """``(is_correct, feedback)`` for a choice given as its index or its exact text.
+
+    ``is_correct`` is None where the bank holds no key (a checkpoint in the student edition). The feedback never
+    names the right choice: a right answer gets the explanation, a wrong one an invitation to look again. For a
+    checkpoint it starts with the choice it records.
+    """
+    q = _check(qid)
+    i = choice_index(qid, choice)
+    if q.kind == CHECKPOINT:
+        recorded = f"Recorded: ({i}) {q.choices[i]}"
+        if q.correct is None:
+            return None, f"{recorded} — your instructor grades checkpoint quizzes."
+        if i == q.correct:
+            return True, f"{recorded}. Correct! {q.explanation}"
+        return False, (f"{recorded}. Not quite: have another look at this notebook's lessons; checkpoint quizzes "
+                       "keep the first answer.")
+    if i == q.correct:
+        return True, f"Correct! {q.explanation}"
+    return False, "Not quite: have another look at the lesson above, then try again."
 
 
-def answer(qid: str, choice: int | str) -> bool:
-    """Headless grading: print the feedback for ``choice`` and return whether it is right."""
-    ok, feedback = grade(qid, choice)
-    _record(qid, ok)
-    print(feedback)
+def _record_progress(qid: str, ok: bool | None) -> None:
+    # Without a key (the student edition) a checkpoint counts once it is answered: the learner is done with it.
+    record(BANK[qid].notebook, f"quiz:{qid}", True if ok is None else ok)
+
+
+def _first_answer_stands(qid: str) -> str:
+    q = BANK[qid]
+    first = FIRST_ANSWERS[qid]
+    return (f"Your first answer stands: ({first}) {q.choices[first]} is recorded for quiz {qid} "
+            "(checkpoint quizzes keep the first answer).")
+
+
+def _in_kernel() -> bool:
+    """True inside a Jupyter kernel (where displayed outputs are saved with the notebook)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and shell.__class__.__name__ != "TerminalInteractiveShell"
+
+
+def answer(qid: str, choice: int | str) -> bool | None:
+    """Headless answering: print the feedback for ``choice`` and return whether it is right.
+
+    For a checkpoint the first call for ``qid`` in this kernel is the recorded answer: a later call prints that
+    the first answer stands and returns the first answer's verdict (None where the bank holds no key). In a
+    notebook's kernel the recorded choice is also displayed as the quiz record the grader reads.
+    """
+    q = _check(qid)
+    index = choice_index(qid, choice)
+    if q.kind != CHECKPOINT:
+        ok, feedback = grade(qid, index)
+        _record_progress(qid, ok)
+        print(feedback)
+        return ok
+    if qid in FIRST_ANSWERS:
+        ok, _ = grade(qid, FIRST_ANSWERS[qid])
+        print(_first_answer_stands(qid))
+    else:
+        FIRST_ANSWERS[qid] = index
+        ok, feedback = grade(qid, index)
+        _record_progress(qid, ok)
+        print(feedback)
+    if _in_kernel():
+        from IPython.display import display
+
+        display({RECORD_MIME: {"id": qid, "choice": FIRST_ANSWERS[qid]}}, raw=True)
     return ok
 
 
@@ -65,7 +138,9 @@ def question_text(qid: str) -> str:
     q = _check(qid)
     lines = [f"Quiz {qid}: {q.text}"]
     lines += [f"  ({i}) {c}" for i, c in enumerate(q.choices)]
-    lines.append(f'Answer with: answer("{qid}", <number>)')
+    how = ("a checkpoint: your first answer is the one recorded" if q.kind == CHECKPOINT
+           else "a self-check: try as often as you like")
+    lines.append(f'Answer with: answer("{qid}", <number>) — {how}')
     return "\n".join(lines)
 
 
@@ -74,11 +149,9 @@ def _widgets_wanted() -> bool:
         return False
     try:
         import ipywidgets  # noqa: F401
-        from IPython import get_ipython
     except ImportError:
         return False
-    shell = get_ipython()
-    return shell is not None and shell.__class__.__name__ != "TerminalInteractiveShell"
+    return _in_kernel()
 
 
 class QuizWidget:
@@ -88,41 +161,66 @@ class QuizWidget:
     ``w.radio.index = 1; w.button.click(); w.feedback.value``.
 
     Displayed in a kernel, it shows the widget and then the record of the choice (see the module's
-    docstring); ``record()`` is that record now.
+    docstring); ``record()`` is that record now. A checkpoint already answered in this kernel shows its first
+    answer, locked.
     """
 
     def __init__(self, qid: str):
         import ipywidgets as W
 
         self.question = _check(qid)
+        self.checkpoint = self.question.kind == CHECKPOINT
         self.radio = W.RadioButtons(options=list(self.question.choices), index=None,
                                     layout=W.Layout(width="auto"))
         self.button = W.Button(description="Check", button_style="primary")
         self.feedback = W.HTML("")
         self.button.on_click(self._on_check)
-        self.box = W.VBox([W.HTML(f"<b>Quiz:</b> {html.escape(self.question.text)}"), self.radio, self.button,
-                           self.feedback])
-        self.choice: int | None = None  # the choice last checked
+        how = ("checkpoint: your first checked answer is the one recorded" if self.checkpoint
+               else "self-check: try as often as you like")
+        self.box = W.VBox([W.HTML(f"<b>Quiz</b> ({how}): {html.escape(self.question.text)}"), self.radio,
+                           self.button, self.feedback])
+        self.choice: int | None = None  # the recorded choice: a checkpoint's first, a self-check's last
         self._display_id = f"course-quiz-{uuid.uuid4().hex}"
         self._displayed = False
+        if self.checkpoint and qid in FIRST_ANSWERS:
+            self.choice = FIRST_ANSWERS[qid]
+            self._lock()
 
     def record(self) -> dict:
-        """What the saved notebook carries for this quiz: its id and the choice last checked (or None)."""
+        """What the saved notebook carries for this quiz: its id and the recorded choice (or None)."""
         return {"id": self.question.id, "choice": self.choice}
 
+    def _lock(self) -> None:
+        """Show the checkpoint's recorded answer and its feedback; no further answers."""
+        ok, text = grade(self.question.id, self.choice)
+        self.radio.index = self.choice
+        self.radio.disabled = self.button.disabled = True
+        self._show(ok, text)
+
+    def _show(self, ok: bool | None, text: str) -> None:
+        colour = {True: "green", False: "#b00", None: "#333"}[ok]
+        self.feedback.value = f'<span style="color:{colour}">{html.escape(text)}</span>'
+
     def _on_check(self, _button=None) -> None:
+        qid = self.question.id
+        if self.checkpoint and qid in FIRST_ANSWERS:  # answered already (a click on a disabled button, in code)
+            self.choice = FIRST_ANSWERS[qid]
+            self._lock()
+            return
         if self.radio.index is None:
             self.feedback.value = "Pick an answer first."
             return
-        ok, text = grade(self.question.id, self.radio.index)
-        _record(self.question.id, ok)
+        ok, text = grade(qid, self.radio.index)
+        _record_progress(qid, ok)
         self.choice = self.radio.index
+        if self.checkpoint:
+            FIRST_ANSWERS[qid] = self.choice
+            self.radio.disabled = self.button.disabled = True
         if self._displayed:  # an update_display_data: the front end rewrites the record in the cell's outputs
             from IPython.display import update_display
 
             update_display({RECORD_MIME: self.record()}, raw=True, display_id=self._display_id)
-        colour = "green" if ok else "#b00"
-        self.feedback.value = f'<span style="color:{colour}">{html.escape(text)}</span>'
+        self._show(ok, text)
 
     def _repr_mimebundle_(self, **kwargs):
         bundle = self.box._repr_mimebundle_(**kwargs)
