@@ -22,8 +22,7 @@ SEEDS = (0, 1, 12345, 2**31 - 1)
 
 
 def _adapted(check, fn):
-    adapt = getattr(check, "adapt", None)
-    return adapt(fn) if adapt is not None else fn
+    return check.adapted(fn)
 
 
 def catches(check, fn, seeds=SEEDS[:3]) -> str:

@@ -171,32 +171,60 @@ def _clone(args: tuple) -> tuple:
     return tuple(a.clone() if torch.is_tensor(a) else a for a in args)
 
 
-def checker(name: str, reference: Callable, make_cases: Callable[[], list[Case]], hint: str | list[str] = "",
-            notebook: str | None = None, atol: float = 1e-5,
-            hidden_cases: Callable[[int], list[Case]] | None = None,
-            forbidden: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
-    """Build a ``check_<name>(fn)`` that returns ``fn`` if it passes, else ``reference``.
+@dataclass(eq=False)
+class Checker:
+    """One exercise's checker: ``check(fn)`` runs ``fn`` and ``reference`` on the cases, prints PASS, FAIL or
+    NOT YET, and returns the function the notebook goes on with (``fn`` when it passes, else ``reference``).
 
     For the grader (``course grade``): ``hidden_cases(seed)`` gives more cases, never shown in the notebook;
-    ``forbidden`` names the functions (dotted paths) an answer must not call, besides ``reference``. The
-    function handed to the check is kept as ``check.submitted``.
+    ``forbidden`` names (dotted paths) what the answer must not call, besides ``reference``: the grader runs
+    the answer where none of them can be imported. ``given`` maps the names of course helpers the answer
+    may call to the course's functions (the grader serves them from outside the sandbox); ``allow`` names
+    packages the grader lets the answer import beyond torch, NumPy, pycocotools and the standard library.
+    ``adapter(fn, *args)`` wraps every call when an answer's output is not plain data (a model): it turns it
+    into data; it must be defined in a self-contained module (``prelude``, standard library, torch and the
+    allowed packages only), which the grader sends into its sandbox. ``grading_cases`` replaces ``cases`` in
+    the grader when the notebook's cases hold objects that cannot be sent there.
     """
 
-    if notebook is not None:
-        registry.setdefault(notebook, []).append(name)
+    name: str
+    reference: Callable
+    make_cases: Callable[[], list[Case]]
+    hint: str | list[str] = ""
+    notebook: str | None = None
+    atol: float = 1e-5
+    hidden_cases: Callable[[int], list[Case]] | None = None
+    forbidden: tuple[str, ...] = ()
+    given: dict[str, Callable] = field(default_factory=dict)
+    allow: tuple[str, ...] = ()
+    adapter: Callable | None = None
+    prelude: str | None = None  # the module holding ``adapter``, e.g. "course_lib.course.checkers.nb06_heads"
+    grading_cases: Callable[[], list[Case]] | None = None
+    submitted: Callable | None = None  # the function last handed to the check, in this kernel
 
-    def check(fn: Callable) -> Callable:
-        check.submitted = fn
-        result = run_checks(name, fn, reference, make_cases(), hint, notebook, atol)
-        return fn if result else reference
+    def __post_init__(self) -> None:
+        self.__name__ = self.name
+        self.__doc__ = f"Check a learner's ``{self.reference.__name__}`` against the reference; return the one to use."
+        if self.notebook is not None:
+            registry.setdefault(self.notebook, []).append(self.name)
 
-    check.__name__ = name
-    check.__doc__ = f"Check a learner's ``{reference.__name__}`` against the reference; return the one to use."
-    check.reference = reference
-    check.cases = make_cases
-    check.hidden_cases = hidden_cases
-    check.forbidden = tuple(forbidden)
-    check.atol = atol
-    check.hint = hint
-    check.submitted = None
-    return check
+    def cases(self) -> list[Case]:
+        return self.make_cases()
+
+    def adapted(self, fn: Callable) -> Callable:
+        """``fn`` as the checker calls it (through ``adapter`` when there is one)."""
+        if self.adapter is None:
+            return fn
+        return lambda *args, **kwargs: self.adapter(fn, *args, **kwargs)
+
+    def __call__(self, fn: Callable) -> Callable:
+        self.submitted = fn
+        result = run_checks(self.name, self.adapted(fn), self.adapted(self.reference), self.cases(), self.hint,
+                            self.notebook, self.atol)
+        return fn if result else self.reference
+
+
+def checker(name: str, reference: Callable, make_cases: Callable[[], list[Case]], hint: str | list[str] = "",
+            notebook: str | None = None, atol: float = 1e-5, **options) -> Checker:
+    """Build a ``check_<name>(fn)`` (a ``Checker``); ``options`` are its grading fields (``hidden_cases``, ...)."""
+    return Checker(name, reference, make_cases, hint=hint, notebook=notebook, atol=atol, **options)

@@ -10,6 +10,7 @@ import torch
 from torchvision.ops import FeaturePyramidNetwork
 
 from course_lib.course.checkers.core import Case, checker
+from course_lib.course.checkers.nb01_blocks import as_spec, fpn_call
 from course_lib.detection.backbone_utils import feature_shapes
 from course_lib.ops.feature_pyramid_network import fpn_merge
 
@@ -40,6 +41,11 @@ def _cases() -> list[Case]:
             _fpn_case("only 2 levels", 3, (64, 64), (8, 16), 5)]
 
 
+def _plain(cases: list[Case]) -> list[Case]:
+    """The cases with their blocks as plain data, for the grader's sandbox."""
+    return [Case(c.name, (c.args[0], as_spec(c.args[1]), as_spec(c.args[2]))) for c in cases]
+
+
 def _hidden_cases(seed: int) -> list[Case]:
     """Never shown in the notebook: 3 levels and 1 level (the notebook has 4 and 2), random sizes and widths,
     a batch of 3, and an image so small that the top map is 1x1."""
@@ -59,7 +65,8 @@ def _hidden_cases(seed: int) -> list[Case]:
 
 
 check_fpn_merge = checker(
-    "check_fpn_merge", fpn_merge, _cases, notebook=NOTEBOOK, hidden_cases=_hidden_cases,
+    "check_fpn_merge", fpn_merge, _cases, notebook=NOTEBOOK, hidden_cases=lambda seed: _plain(_hidden_cases(seed)),
+    grading_cases=lambda: _plain(_cases()), adapter=fpn_call, prelude="course_lib.course.checkers.nb01_blocks",
     hint=["The merge runs top-down: start from the coarsest level's lateral (1x1) map and walk to the finest.",
           "Going down, upsample the running map to the next level's size with F.interpolate(..., size=lateral."
           "shape[-2:], mode='nearest') (size=, not scale_factor=2: odd sizes) and add that level's lateral map.",

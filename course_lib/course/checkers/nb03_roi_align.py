@@ -10,7 +10,7 @@ import torchvision
 
 from course_lib.course.checkers.core import Case, checker
 from course_lib.ops.poolers import assign_fpn_levels
-from course_lib.ops.roi_align import bilinear_interpolate
+from course_lib.ops.roi_align import bilinear_interpolate, linear_weights
 from course_lib.ops.roi_pool import roi_pool_one_box
 
 __all__ = ["check_assign_fpn_levels", "check_bilinear_interpolate", "check_roi_align_one_box",
@@ -143,6 +143,7 @@ check_bilinear_interpolate = checker(
 check_roi_align_one_box = checker(
     "check_roi_align_one_box", torchvision_roi_align_one_box, _roi_align_cases, notebook="03_roi_align",
     hidden_cases=_hidden_roi_align_cases,
+    given={"linear_weights": linear_weights},
     forbidden=("course_lib.ops.roi_align.roi_align", "course_lib.ops.roi_align.roi_align_one_box",
                "torchvision.ops.roi_align.roi_align"),
     hint=["Work one axis at a time: build Wy (out_h, H) and Wx (out_w, W), then out = Wy @ F @ Wx.T per channel.",

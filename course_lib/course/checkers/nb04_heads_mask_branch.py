@@ -6,10 +6,13 @@ import torch
 from course_lib.course.checkers.core import Case, checker
 from course_lib.detection.roi_heads import (
     assign_targets_to_proposals,
+    expand_boxes,
     fastrcnn_loss,
     maskrcnn_loss,
     paste_mask_in_image,
+    project_masks_on_boxes,
 )
+from course_lib.ops.boxes import box_iou
 
 __all__ = ["check_assign_targets_to_proposals", "check_fastrcnn_loss", "check_maskrcnn_loss", "check_paste_mask"]
 
@@ -95,7 +98,7 @@ def _hidden_paste_cases(seed: int) -> list[Case]:
 
 check_maskrcnn_loss = checker(
     "check_maskrcnn_loss", maskrcnn_loss, _loss_cases, notebook="04_heads_mask_branch",
-    hidden_cases=_hidden_loss_cases,
+    hidden_cases=_hidden_loss_cases, given={"project_masks_on_boxes": project_masks_on_boxes},
     hint=["Each positive proposal is trained on one map only: the map of its ground-truth class. Find that class "
           "for every proposal of every image first.",
           "The target of a proposal is its matched gt mask cut out by the proposal and resized to M x M: "
@@ -106,7 +109,7 @@ check_maskrcnn_loss = checker(
 
 check_paste_mask = checker(
     "check_paste_mask", paste_mask_in_image, _paste_cases, notebook="04_heads_mask_branch",
-    hidden_cases=_hidden_paste_cases,
+    hidden_cases=_hidden_paste_cases, given={"expand_boxes": expand_boxes},
     hint=["Pad the mask with `padding` zeros on every side and grow the box by the same factor, (M + 2 * padding) "
           "/ M, with expand_boxes; truncate the grown box to whole pixels with .to(torch.int64).",
           "Resize the padded mask to the box's pixels, both ends included: (y2 - y1 + 1, x2 - x1 + 1), at least 1, "
@@ -177,6 +180,7 @@ check_assign_targets_to_proposals = checker(
         Case("40 proposals, 5 objects", _assign_inputs(g, 40, 5)),
         Case("one object, many proposals near it", _assign_inputs(g, 15, 1, near=0.9)),
         Case("10 classes", _assign_inputs(g, 25, 4, num_classes=10))])(torch.Generator().manual_seed(seed)),
+    given={"box_iou": box_iou},
     forbidden=("course_lib.detection.roi_heads.assign_targets_to_proposals",
                "torchvision.models.detection.roi_heads.RoIHeads.assign_targets_to_proposals",
                "course_lib.detection._utils.Matcher", "torchvision.models.detection._utils.Matcher"),

@@ -2,9 +2,9 @@
 """
 
 import torch
-from torchvision.models.detection import MaskRCNN
 
-from course_lib.course.checkers.core import Case, checker, registry, run_checks
+from course_lib.course.checkers.core import Case, checker
+from course_lib.course.checkers.nb06_heads import summarised
 from course_lib.detection.course_model import (
     build_course_model,
     get_instance_segmentation_model,
@@ -16,68 +16,35 @@ __all__ = ["check_get_instance_segmentation_model", "check_mask_iou"]
 NOTEBOOK = "06_fine_tuning"
 
 
-def _resnet50():
-    from torchvision.models.detection import maskrcnn_resnet50_fpn
-
-    return maskrcnn_resnet50_fpn(weights=None, weights_backbone=None)  # offline, random weights
-
-
-def _head_summary(model) -> dict | str:
-    """What a head replacement must get right, as plain values the checker can compare."""
-    if not isinstance(model, MaskRCNN):
-        return f"a MaskRCNN model ({type(model).__name__} returned)"
-    heads = model.roi_heads
-    box, mask = heads.box_predictor, heads.mask_predictor
-    rest = sum(float(p.detach().double().abs().sum()) for n, p in model.named_parameters() if "predictor" not in n)
-    return {"box_predictor": type(box).__name__, "mask_predictor": type(mask).__name__,
-            "cls_score": tuple(box.cls_score.weight.shape), "bbox_pred": tuple(box.bbox_pred.weight.shape),
-            "conv5_mask": tuple(mask.conv5_mask.weight.shape),
-            "mask_fcn_logits": tuple(mask.mask_fcn_logits.weight.shape),
-            "sum of |weights| outside the predictors": rest}
-
-
-def _summarised(fn):
-    def run(builder, num_classes):
-        with torch.random.fork_rng():  # the same untrained model for the learner and the reference
-            torch.manual_seed(0)
-            model = builder()
-        return _head_summary(fn(num_classes, model))
-
-    return run
-
-
 def _head_cases() -> list[Case]:
     return [Case("course model, 4 classes (3 new shapes + background)", (build_course_model, 4)),
             Case("course model, 2 classes (one class + background)", (build_course_model, 2)),
             Case("course model, 11 classes", (build_course_model, 11)),
-            Case("torchvision maskrcnn_resnet50_fpn, 4 classes", (_resnet50, 4))]
+            Case("torchvision maskrcnn_resnet50_fpn, 4 classes", ("maskrcnn_resnet50_fpn", 4))]
 
 
-def check_get_instance_segmentation_model(fn):
-    """Check a learner's ``get_instance_segmentation_model(num_classes, model)``; return the one to use."""
-    result = run_checks(
-        "check_get_instance_segmentation_model", _summarised(fn), _summarised(get_instance_segmentation_model),
-        _head_cases(), notebook=NOTEBOOK,
-        hint=["Only the two predictors depend on the number of classes: replace them, keep every other layer, and "
-              "return the model (num_classes already counts the background).",
-              "Read the widths off the old layers: in_features of model.roi_heads.box_predictor.cls_score for "
-              "FastRCNNPredictor(in_features, num_classes); in_channels and out_channels of "
-              "model.roi_heads.mask_predictor.conv5_mask for MaskRCNNPredictor(in_channels, hidden, num_classes)."])
-    return fn if result else get_instance_segmentation_model
+def _grading_cases() -> list[Case]:
+    """The notebook's cases on models the grader's sandbox can build (no course package there)."""
+    return [Case("a ResNet-18 FPN Mask R-CNN, 4 classes", ("maskrcnn_resnet18_fpn", 4)),
+            Case("a ResNet-18 FPN Mask R-CNN, 2 classes", ("maskrcnn_resnet18_fpn", 2)),
+            Case("torchvision maskrcnn_resnet50_fpn, 4 classes", ("maskrcnn_resnet50_fpn", 4))]
 
 
-check_get_instance_segmentation_model.reference = get_instance_segmentation_model
+def _hidden_head_cases(seed: int) -> list[Case]:
+    """Numbers of classes the notebook never tries."""
+    return [Case(f"a ResNet-18 FPN Mask R-CNN, {n} classes", ("maskrcnn_resnet18_fpn", n))
+            for n in (int(v) for v in torch.randint(3, 40, (2,), generator=torch.Generator().manual_seed(seed)))]
 
 
-check_get_instance_segmentation_model.cases = _head_cases
-# For course grade: numbers of classes the notebook never tries (the course model builds in a fraction of a second).
-check_get_instance_segmentation_model.hidden_cases = lambda seed: [
-    Case(f"course model, {n} classes", (build_course_model, n))
-    for n in (int(v) for v in torch.randint(3, 40, (2,), generator=torch.Generator().manual_seed(seed)))]
-check_get_instance_segmentation_model.adapt = _summarised  # for course grade: compare head summaries
-
-
-registry.setdefault(NOTEBOOK, []).append("check_get_instance_segmentation_model")
+check_get_instance_segmentation_model = checker(
+    "check_get_instance_segmentation_model", get_instance_segmentation_model, _head_cases, notebook=NOTEBOOK,
+    hidden_cases=_hidden_head_cases, grading_cases=_grading_cases, adapter=summarised,
+    prelude="course_lib.course.checkers.nb06_heads", allow=("torchvision",),
+    hint=["Only the two predictors depend on the number of classes: replace them, keep every other layer, and "
+          "return the model (num_classes already counts the background).",
+          "Read the widths off the old layers: in_features of model.roi_heads.box_predictor.cls_score for "
+          "FastRCNNPredictor(in_features, num_classes); in_channels and out_channels of "
+          "model.roi_heads.mask_predictor.conv5_mask for MaskRCNNPredictor(in_channels, hidden, num_classes)."])
 
 
 def _random_masks(n: int, seed: int, p: float = 0.5, size=(24, 32)) -> torch.Tensor:

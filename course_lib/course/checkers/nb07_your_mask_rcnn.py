@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from course_lib.course.checkers.core import Case, checker
-from course_lib.ops.roi_align import roi_align
+from course_lib.ops.roi_align import roi_align, roi_align_one_box
 
 __all__ = ["check_roi_align_batch"]
 
@@ -56,6 +56,7 @@ def _hidden_cases(seed: int) -> list[Case]:
 
 check_roi_align_batch = checker(
     "check_roi_align_batch", roi_align, _cases, notebook="07_your_mask_rcnn", hidden_cases=_hidden_cases,
+    given={"roi_align_one_box": roi_align_one_box},
     forbidden=("torchvision.ops.roi_align.roi_align", "course_lib.ops.roi_align.roi_align",
                "course_lib.ops.roi_align._roi_align", "course_lib.detection.mask_rcnn.roi_align_from_one_box",
                "course_lib.ops.poolers.multiscale_roi_align", "torch.ops.torchvision.roi_align"),
