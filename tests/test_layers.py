@@ -260,7 +260,7 @@ def test_checkers_import_from_layers_up_to_training_only():
 
 def test_no_checker_or_command_reaches_a_lesson():
     commands = command_modules()
-    assert "course_lib.training.predict_command" in commands and "course_lib.course.grade" in commands
+    assert "course_lib.training.predict_command" in commands and "course_lib.course.grading.cli" in commands
     assert lessons_reached_by_checkers_and_commands(resolved_imports(), commands) == []
 
 

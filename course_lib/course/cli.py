@@ -22,7 +22,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("course_lib.course.doctor", "versions, CPU or CUDA, COCO weights, widget front end, checkpoint"),
     "run": ("course_lib.course.run_notebooks", "run notebooks headless (solutions --write stores outputs)"),
     "build": ("course_lib.course.notebook_build", "write notebooks/ from solutions/ (--check only compares)"),
-    "grade": ("course_lib.course.grade", "grade students' notebooks: each exercise, quiz and a score"),
+    "grade": ("course_lib.course.grading.cli", "grade students' notebooks: each exercise, quiz and a score"),
+    "handout": ("course_lib.course.handout", "write the student edition into a new folder: no solutions, no "
+                                             "checkpoint quiz answers"),
     "train": ("course_lib.training.train_course_model", "train the course checkpoint on the shapes data"),
     "finetune": ("course_lib.training.finetune", "fine-tune a model on a COCO data set (yours or the shapes)"),
     "coco": ("course_lib.data.coco_command", "coco build (LabelMe, VOC, YOLO, masks, other tools -> COCO), coco validate"),

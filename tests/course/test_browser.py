@@ -194,7 +194,7 @@ def _quiz_records(path: Path) -> dict[str, dict]:
 
 def test_widget_answers_reach_the_grade_through_the_saved_notebook(page, lab, tmp_path):
     """Click quiz answers, save with Ctrl+S, grade the saved file: right, wrong and unanswered as clicked."""
-    from course_lib.course import grade
+    from course_lib.course.grading.grader import GradeOptions, grade
     from course_lib.course.quiz import BANK
 
     name = "00_overview.ipynb"
@@ -231,7 +231,7 @@ def test_widget_answers_reach_the_grade_through_the_saved_notebook(page, lab, tm
     submitted = tmp_path / "learner" / name  # as an instructor collects it
     submitted.parent.mkdir()
     shutil.copy(saved, submitted)
-    report = grade.grade(submitted, timeout=300, seed=1)
+    report = grade(submitted, seed=1, options=GradeOptions(timeout=300))
     quizzes = {q["id"]: q["status"] for q in report["quizzes"]}
     assert quizzes == {"overview-maskrcnn-addition": "right", "overview-annotation-format": "wrong",
                        "overview-output-masks": "unanswered", "overview-weights-api": "unanswered"}

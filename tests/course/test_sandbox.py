@@ -104,15 +104,24 @@ def test_an_exception_is_reported_by_name_and_value_and_stops_the_run(tmp_path):
     assert_gone(kernel_pid(nb.cells[1]))
 
 
-def test_sandbox_refuses_the_network_in_the_kernel(tmp_path):
+def test_an_isolated_kernel_has_no_network_no_host_processes_and_a_capped_output(tmp_path):
+    from course_lib.course.grading.isolation import Limits, Sandbox, engine_problem
+
+    if engine_problem():
+        pytest.skip(engine_problem())
+    work = tmp_path / "work"
+    work.mkdir()
     nb = notebook(
-        "import os, socket; print('pid=%d' % os.getpid())",
-        "socket.socket().connect_ex(('127.0.0.1', 9))  # loopback stays allowed",
-        "socket.create_connection(('10.255.255.1', 80), timeout=5)",
+        "import os, socket, sys; print(os.getuid(), len([p for p in os.listdir('/proc') if p.isdigit()]) < 20)",
+        "os.write(1, b'raw output to the terminal\\n' * 100000)\nprint('y' * 10_000_000)",
+        "socket.create_connection(('127.0.0.1', 22), timeout=5)",
     )
-    run = execute_notebook(nb, tmp_path, timeout=120, sandbox=True, memory_bytes=8 * 2**30)
-    assert run.error == "cell 2 raised: OSError: network access is disabled while grading"
-    assert_gone(kernel_pid(nb.cells[0]))
+    with Sandbox(work, limits=Limits(log_bytes=1000)) as sandbox:
+        run = execute_notebook(nb, work, timeout=120, isolation=sandbox, max_output_bytes=100_000)
+        log = sandbox.log.text()
+    assert nb.cells[0].outputs[0]["text"] == "65534 True\n"
+    assert nb.cells[1].outputs == [] and len(log) <= 1000, "outputs over the cap are dropped, raw output capped"
+    assert run.error == "cell 2 raised: ConnectionRefusedError: [Errno 111] Connection refused"
 
 
 def test_the_time_limit_for_the_whole_notebook_stops_an_endless_loop(tmp_path):
