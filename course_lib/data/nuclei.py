@@ -160,6 +160,7 @@ def write_split(image: np.ndarray, labels: np.ndarray, out_dir: str | Path, x_of
             # big nucleus is meant, not compression noise (which build_coco_dataset refuses otherwise).
             sidecar = {str(k): CATEGORY for k in range(1, int(ids.max(initial=0)) + 1)}
             (tmp / "masks" / name).with_suffix(".json").write_text(json.dumps(sidecar))
+        shutil.copymode(out_dir.parent, tmp)  # mkdtemp's folder is private (0700): other users must read the data
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)

@@ -13,6 +13,13 @@ from pathlib import Path
 from typing import Any
 
 
+def current_umask() -> int:
+    """This process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``: the one
     atomic writer (JSON, ``torch.save``, ...). On any error the temporary file is removed."""
@@ -21,6 +28,7 @@ def write_atomic(path: str | Path, write: Callable[[Any], None], mode: str = "wb
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.close(fd)
+        os.chmod(tmp, 0o666 & ~current_umask())  # as open() would make it: mkstemp's file is private (0600)
         with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:  # f.name is the temp path
             write(f)
         os.replace(tmp, path)

@@ -127,3 +127,9 @@ def test_the_real_files_hold_125_nuclei_and_the_split_shares_no_pixel():
     assert len(crossing) == 7  # measured in the findings; erased from the training side
     assert not np.isin(train, crossing).any()
     assert not np.intersect1d(np.unique(train[train > 0]), np.unique(val[val > 0])).size
+
+
+def test_the_written_folders_are_readable_by_other_users(tmp_path):
+    root = nuclei.write_nuclei_folders(tmp_path / "nuc", train_stride=64, val_x0=128, min_area=8)
+    for folder in (root / "train", root / "val"):
+        assert folder.stat().st_mode & 0o777 == (tmp_path / "nuc").stat().st_mode & 0o777
