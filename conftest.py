@@ -33,13 +33,9 @@ def pytest_configure(config):
     os.environ["COURSE_RUNS_DIR"] = str(_RUNS)
     if not hasattr(config, "workerinput") and any(
             Path(a).name in ("solutions", "notebooks") or a.endswith(".ipynb") for a in config.args):
-        # Every notebook reads these; write them once, before parallel workers race to write the same files.
-        from course_lib.data.nuclei import write_nuclei_folders
-        from course_lib.data.shapes import shapes_split
+        from course_lib.data.notebook_data import write_notebook_data
 
-        for split in ("val", "new_train", "new_val"):
-            shapes_split(split, progress=False)
-        write_nuclei_folders()
+        write_notebook_data()
 
 
 def pytest_unconfigure(config):
