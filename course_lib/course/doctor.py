@@ -51,6 +51,11 @@ def report() -> list[tuple[str, str]]:
     ext = widget_frontend()
     rows.append(("widget front end", f"installed ({ext})" if ext else
                  "MISSING: quizzes fall back to text; `pip install ipywidgets jupyterlab_widgets`"))
+    from course_lib.course.grading.isolation import engine_problem
+
+    problem = engine_problem()
+    rows.append(("grading sandbox", "bubblewrap isolates students' notebooks here" if problem is None else
+                 f"unavailable (only instructors grading students' notebooks need it): {problem}"))
     if CHECKPOINT.is_file() and PROVENANCE.is_file():
         segm = json.loads(PROVENANCE.read_text())["val_metrics"]["segm"]
         rows.append(("course checkpoint", f"{CHECKPOINT.name}, {CHECKPOINT.stat().st_size / 2**20:.1f} MB, "

@@ -11,5 +11,14 @@ def test_doctor_reports_versions_device_weights_widgets_and_checkpoint(capsys, m
     assert "not in the torch cache" in rows["COCO weights"]
     assert rows["widget front end"].startswith("installed")
     assert "val segm AP" in rows["course checkpoint"]
+    assert rows["grading sandbox"].startswith(("bubblewrap isolates", "unavailable (only instructors"))
     assert doctor.main() == 0
     assert "widget front end" in capsys.readouterr().out
+
+
+def test_doctor_says_what_to_do_without_bubblewrap(monkeypatch):
+    from course_lib.course.grading import isolation
+
+    monkeypatch.setattr(isolation, "engine_problem", lambda: "bubblewrap is not installed: install bubblewrap")
+    rows = dict(doctor.report())
+    assert rows["grading sandbox"].endswith("bubblewrap is not installed: install bubblewrap")
