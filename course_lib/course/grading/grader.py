@@ -149,6 +149,18 @@ def _grade_job(job: tuple) -> dict:
         return _error_report(sub.path, sub.notebook, f"could not grade: {type(exc).__name__}: {exc}")
 
 
+def _worker_context():
+    """Workers forked from a server that imported the grader and the checkers once (not once per worker)."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")  # Windows and macOS have no fork server
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["course_lib.course.grading.grader", "course_lib.course.grading.exercises",
+                                    "course_lib.course.checkers"])
+    return context
+
+
 def read_all(paths: list[Path], course: Course) -> tuple[list[Submission], list[dict]]:
     """Read every submission before any runs: (the readable ones, a report row for each refused one)."""
     subs, refused = [], []
@@ -169,6 +181,10 @@ def grade_many(paths: list[Path], jobs: int = 1, seed: int | None = None,
         raise CommandError(f"cannot isolate student notebooks: {problem}")
     course = Course.read()
     subs, refused = read_all(paths, course)
+    if subs and options.sandboxed:
+        from course_lib.data.notebook_data import write_notebook_data
+
+        write_notebook_data()  # the sandboxes see the data folder read-only
     seed = secrets.randbelow(2**31) if seed is None else seed  # one set of hidden cases for the class
     threads = max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(subs) or 1)))
     options = GradeOptions(**{**options.__dict__, "threads": threads})
@@ -176,9 +192,7 @@ def grade_many(paths: list[Path], jobs: int = 1, seed: int | None = None,
     if jobs <= 1 or len(subs) <= 1:
         reports = [_grade_job(w) for w in work]
     else:
-        import multiprocessing
-
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=_worker_context()) as pool:
             reports = list(pool.map(_grade_job, work))
     flag_similar(reports, course)
     by_path = {r["notebook"]: r for r in reports + refused}

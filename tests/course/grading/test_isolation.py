@@ -140,7 +140,7 @@ def test_a_fork_bomb_is_stopped_at_the_task_limit_and_leaves_nothing(tmp_path, t
         except OSError as exc:
             print("stopped after", n, type(exc).__name__)
     """, limits=Limits(tasks=64), timeout=60)
-    if tree_limits == "control group":
+    if tree_limits == "control group" or os.getuid() != 0:  # pids.max, or RLIMIT_NPROC for a user
         n = int(log.split("stopped after")[1].split()[0]) if "stopped after" in log else None
         assert n is not None and n < 64, log
     else:  # as root no RLIMIT_NPROC holds: the watchdog kills the whole tree
