@@ -234,6 +234,16 @@ def verdict(check: Checker, points: float, outcomes: list[Outcome], problem: str
     return row
 
 
+def lendable(check: Checker, other: Checker | None, passed: dict[str, bool]) -> bool:
+    """Whether the grader lends ``other``'s reference to ``check``'s answer: only an exercise graded before it,
+    whose answer failed, never ``check`` itself, and never a function ``check`` forbids."""
+    if other is None or other.name == check.name or passed.get(other.name, True):
+        return False
+    reference = other.reference
+    dotted = f"{getattr(reference, '__module__', '')}.{getattr(reference, '__qualname__', '')}"
+    return dotted not in check.forbidden and reference is not check.reference
+
+
 def grade_exercises(cells, expected: list[tuple[Checker, float]], work: Path, seed: int | None, sandboxed: bool,
                     timeout: float, limits: Limits, threads: int = 1,
                     stopped_at: int | None = None) -> tuple[list[dict], dict[str, str]]:
@@ -274,7 +284,7 @@ def grade_exercises(cells, expected: list[tuple[Checker, float]], work: Path, se
             source = found[check.name]
             sources[check.name] = next(text for text, required in source.parts if required)
             lent = {name: checks[other].reference for name, other in source.exercises_used.items()
-                    if other in checks and not passed.get(other, False)}
+                    if lendable(check, checks.get(other), passed)}
             problem, outcomes = run_exercise(session, check, source, lent, seed, deadline)
             row = verdict(check, points, outcomes, problem)
             passed[check.name] = row["status"] == "pass"

@@ -7,6 +7,8 @@ code), return something that is not plain data, forge the probe's messages, read
 probe. None can reach a reference output: those exist only in the grader.
 """
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -156,6 +158,13 @@ def box_iou(a, b):
     "killing everything it can see": "import os, signal\ndef box_iou(a, b):\n"
                                      "    [os.kill(int(p), signal.SIGKILL) for p in os.listdir('/proc') "
                                      "if p.isdigit() and int(p) != os.getpid()]\n    return a\n" + CHECK,
+    "a helper handed to this exercise's own checker, to be lent its reference": """
+def helper(a, b):
+    return a
+helper = check_box_iou(helper)
+def box_iou(a, b):
+    return helper(a, b)
+""" + CHECK,
     "the stub": "def box_iou(a, b):\n    raise NotImplementedError('Exercise')\n" + CHECK,
 }
 
@@ -172,6 +181,18 @@ def test_an_endless_loop_and_a_huge_answer_each_get_their_reason(tmp_path):
     huge = grade(tmp_path, "import torch\ndef box_iou(a, b):\n    return torch.zeros(2**31)\n" + CHECK,
                  limits=Limits(memory_bytes=6 * 2**30))
     assert huge[0]["points"] == 0 and huge[0]["message"], huge
+
+
+def test_only_earlier_failed_exercises_are_lent_and_never_a_forbidden_function():
+    from course_lib.course.grading.exercises import lendable
+
+    nms, iou = checkers.check_nms, checkers.check_box_iou
+    assert lendable(nms, iou, {"check_box_iou": False})
+    assert not lendable(nms, iou, {"check_box_iou": True}) and not lendable(nms, iou, {})
+    assert not lendable(iou, iou, {"check_box_iou": False})
+    reference = f"{iou.reference.__module__}.{iou.reference.__qualname__}"
+    forbids_it = dataclasses.replace(nms, notebook=None, forbidden=(reference,))
+    assert not lendable(forbids_it, iou, {"check_box_iou": False})
 
 
 def test_verdict_gives_half_for_one_group_and_names_the_first_failing_case():
