@@ -17,6 +17,7 @@ from course_lib.utils.errors import CommandError
 COMMANDS: dict[str, tuple[str, str]] = {
     "lab": ("course_lib.course.lab", "open the course in JupyterLab (--headless: run every notebook, "
                                      "print each one's time and pass/fail)"),
+    "reset": ("course_lib.course.workspace", "a fresh copy of one notebook in your workspace (the old one is kept)"),
     "test": ("course_lib.course.selftest", "run the whole test suite (library tests, then every notebook "
                                            "under nbval, in solutions/ and notebooks/)"),
     "doctor": ("course_lib.course.doctor", "versions, CPU or CUDA, COCO weights, widget front end, checkpoint"),

@@ -1,7 +1,9 @@
-"""``course lab``: open the course in JupyterLab at notebook 00, or run every notebook headless.
+"""``course lab``: open your workspace in JupyterLab at notebook 00, or run every notebook headless.
 
-    ./course lab                      JupyterLab on notebooks/ (extra options go to ``jupyter lab``)
-    ./course lab --headless [00 ..]   run notebooks/ top to bottom without a browser
+    ./course lab                      JupyterLab on your workspace (created on first run, course updates merged
+                                      in, your edits kept: ``course_lib.course.workspace``); extra options go to
+                                      ``jupyter lab``
+    ./course lab --headless [00 ..]   run the course's notebooks/ top to bottom without a browser
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import shutil
 import sys
 
 from course_lib.utils.errors import CommandError
-from course_lib.utils.paths import REPO_ROOT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     jupyter = shutil.which("jupyter", path=os.path.dirname(sys.executable)) or shutil.which("jupyter")
     if jupyter is None:
         raise CommandError("jupyter is not installed in this environment; run ./course again to reinstall")
+    from course_lib.course.workspace import WORKSPACE_ENV, open_workspace
+
+    workspace = open_workspace()
+    os.environ[WORKSPACE_ENV] = str(workspace)  # the kernels save passing exercises there
     root = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []  # containers run as root
-    os.chdir(REPO_ROOT)
-    os.execv(jupyter, [jupyter, "lab", *root, "notebooks/00_overview.ipynb", *argv])
+    os.chdir(workspace)
+    os.execv(jupyter, [jupyter, "lab", *root, "00_overview.ipynb", *argv])
     return 0  # not reached
