@@ -72,3 +72,9 @@ def show_progress() -> None:
         print("Your progress is saved between sessions; run show_progress() in Jupyter to see it.")
         return
     print(f"Your progress ({progress_file()}):\n{summary()}")
+    from course_lib.course.saved import saved_dir, summary_lines
+
+    lines = summary_lines()
+    if lines:
+        print(f"Your saved functions ({saved_dir()}), from which notebook 07 builds your model:")
+        print("\n".join(lines))

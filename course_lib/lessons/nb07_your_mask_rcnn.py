@@ -323,3 +323,45 @@ def plot_two_curves(curves: dict[str, list[float]], first: int = 20, k: int = 10
         ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
+
+
+#: The stages ``record_forward`` records, in the order the eval forward runs them.
+STAGE_ORDER = ("transform", "backbone", "rpn.head", "rpn.anchor_generator", "rpn.decode_boxes", "rpn.filter_proposals",
+               "roi_heads.box_roi_pool", "roi_heads.box_head", "roi_heads.box_predictor",
+               "roi_heads.postprocess_detections", "roi_heads.mask_roi_pool", "roi_heads.mask_head",
+               "roi_heads.mask_predictor", "roi_heads.maskrcnn_inference", "paste_masks")
+
+
+def _difference(a, b, atol: float) -> str | None:
+    """How two recorded stage outputs differ (None: equal within ``atol``)."""
+    if hasattr(a, "tensors") and hasattr(b, "tensors"):  # an ImageList
+        a, b = a.tensors, b.tensors
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        if a.shape != b.shape:
+            return f"shape {tuple(a.shape)} vs {tuple(b.shape)}"
+        if a.numel() and not torch.allclose(a.float(), b.float(), atol=atol, rtol=0):
+            return f"values differ by up to {(a.float() - b.float()).abs().max().item():.3g}"
+        return None
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return f"keys {sorted(a)} vs {sorted(b)}"
+        return next((f"[{k!r}] {d}" for k in a if (d := _difference(a[k], b[k], atol))), None)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if len(a) != len(b):
+            return f"{len(a)} items vs {len(b)}"
+        return next((f"[{i}] {d}" for i, (x, y) in enumerate(zip(a, b, strict=True)) if (d := _difference(x, y, atol))),
+                    None)
+    return None if a == b else f"{a!r:.40} vs {b!r:.40}"
+
+
+def first_parting(reference: MaskRCNN, yours: MaskRCNN, image: Tensor, atol: float = 1e-4) -> tuple[str, str] | None:
+    """The first stage (in ``STAGE_ORDER``) whose output differs between two models on ``image``, and how; None
+    when every stage agrees within ``atol``."""
+    _, seen_ref = record_forward(reference, image)
+    _, seen_yours = record_forward(yours, image)
+    for stage in STAGE_ORDER:
+        if stage in seen_ref and stage in seen_yours:
+            difference = _difference(seen_ref[stage], seen_yours[stage], atol)
+            if difference is not None:
+                return stage, difference
+    return None
