@@ -91,3 +91,37 @@ def test_compare_uses_assert_close_and_names_the_worst_index():
     assert compare(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0 + 1e-7])) is None
     msg = compare(torch.tensor([[0.0, 5.0], [1.0, float("nan")]]), torch.tensor([[0.0, 5.0], [1.0, 2.0]]))
     assert "index (1, 1)" in msg and "expected 2" in msg
+
+
+def test_a_failing_case_shows_its_own_hint_first_and_steps_advance_only_on_the_same_case(capsys):
+    """Two different bugs in 03's roi_pool_one_box: each gets the hint of the case it breaks, not step 3/3."""
+    import math
+
+    import torch
+
+    from course_lib.course.checkers import check_roi_pool_one_box
+    from course_lib.course.checkers.core import _hints_shown, _last_case
+    from course_lib.ops.roi_pool import roi_pool_one_box
+
+    _hints_shown.pop("check_roi_pool_one_box", None)
+    _last_case.pop("check_roi_pool_one_box", None)
+
+    def bankers_rounding(feature, box, output_size, spatial_scale=1.0):
+        rounded = torch.round(box * spatial_scale) / spatial_scale  # even neighbour: 2.5 -> 2
+        return roi_pool_one_box(feature, rounded, output_size, spatial_scale)
+
+    def float64_edges(feature, box, output_size, spatial_scale=1.0):
+        out = roi_pool_one_box(feature, box, output_size, spatial_scale)
+        if output_size == (7, 7) and math.isclose(spatial_scale, 1.0):
+            out = out.clone()
+            out[:, -1, -1] += 1  # what one edge a cell further does to the last bin
+        return out
+
+    messages = []
+    for fn in (bankers_rounding, bankers_rounding, bankers_rounding, float64_edges, bankers_rounding):
+        check_roi_pool_one_box(fn)
+        messages.append(capsys.readouterr().out)
+    assert "case 'corners exactly half-way" in messages[0] and "Hint for this case: Python's round(2.5)" in messages[0]
+    assert "Hint 1/" in messages[1] and "Hint 2/" in messages[2], "the same case again: the general steps advance"
+    assert "case 'a 29-cell box in 7 bins" in messages[3] and "Hint for this case: Look at how a bin edge" in messages[3]
+    assert "Hint for this case: Python's round(2.5)" in messages[4], "another case failed in between: start over"

@@ -9,7 +9,7 @@ import torchvision
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from course_lib.course.checkers.core import _hints_shown, hint
+from course_lib.course.checkers.core import _hints_shown, _last_case, hint
 from course_lib.course.checkers.nb05_coco_dataset import (
     check_instance_map_to_target,
     check_mask_to_coco_annotation,
@@ -113,6 +113,7 @@ def test_target_masks_to_boxes_off_by_one_fails(capsys):
         return {**t, "boxes": torchvision.ops.masks_to_boxes(t["masks"])}
 
     _hints_shown.pop("check_instance_map_to_target", None)  # hint steps count per session: start at step 1
+    _last_case.pop("check_instance_map_to_target", None)
     check_instance_map_to_target(off_by_one)
     out = capsys.readouterr().out
     assert "FAIL check_instance_map_to_target" in out and "result['boxes']" in out and "Hint 1/3" in out

@@ -31,6 +31,7 @@ class Case:
     name: str
     args: tuple
     kwargs: dict = field(default_factory=dict)
+    hint: str = ""  # shown first when this case fails: what this case tests and the usual mistake
 
 
 @dataclass
@@ -96,8 +97,9 @@ def compare(got: Any, expected: Any, atol: float = 1e-5, path: str = "result") -
     return None if got == expected else f"{path}: {expected!r} expected, got {got!r}"
 
 
-# How many hint steps each checker has shown so far in this session: {"check_x": 1}.
+# Per checker, in this session: the case that failed last, and how many of the general steps it has seen.
 _hints_shown: dict[str, int] = {}
+_last_case: dict[str, str] = {}
 _hint_steps: dict[str, list[str]] = {}
 
 
@@ -111,11 +113,18 @@ def _label(step: str, number: int, total: int) -> str:
     return f"Hint: {step}" if total == 1 else f"Hint {number}/{total}: {step}"
 
 
-def next_hint(name: str, hint: str | list[str] | tuple[str, ...] = ()) -> str:
-    """The next hint step of checker ``name`` ("" when it has none); repeats the last step once all are shown."""
+def next_hint(name: str, hint: str | list[str] | tuple[str, ...] = (), case: Case | None = None) -> str:
+    """The hint for checker ``name``'s failure on ``case``: that case's own hint the first time it fails, then the
+    general steps, one more each time the SAME case fails again; another case failing starts over. Without a case
+    (``hint(name)``) the next general step. "" when there is none."""
     steps = hint_steps(hint) or _hint_steps.get(name, [])
+    if case is not None and _last_case.get(name) != case.name:
+        _last_case[name] = case.name
+        _hints_shown[name] = 0
+        if case.hint:
+            return f"Hint for this case: {case.hint}"
     if not steps:
-        return ""
+        return f"Hint for this case: {case.hint}" if case is not None and case.hint else ""
     shown = min(_hints_shown.get(name, 0) + 1, len(steps))
     _hints_shown[name] = shown
     return _label(steps[shown - 1], shown, len(steps))
@@ -135,8 +144,9 @@ def run_checks(name: str, fn: Callable, reference: Callable, cases: list[Case], 
                notebook: str | None = None, atol: float = 1e-5, verbose: bool = True) -> CheckResult:
     """Run ``fn`` and ``reference`` on every case; report the first failure (or pass / not yet).
 
-    A failure names the case and the difference, then the next step of ``hint`` (a str or a list of
-    steps: the first failure shows step 1, each further failure or ``hint(name)`` the next one).
+    A failure names the case and the difference, then a hint (``next_hint``): the case's own hint when it has
+    one, else the next step of ``hint`` (a str or a list of steps) for this case; ``hint(name)`` asks for the
+    next step.
     """
     if hint_steps(hint):
         _hint_steps[name] = hint_steps(hint)
@@ -151,11 +161,11 @@ def run_checks(name: str, fn: Callable, reference: Callable, cases: list[Case], 
             break
         except Exception as exc:  # a learner's bug: say which case and what was raised
             result = CheckResult(name, "fail", f"FAIL {name}, case {case.name!r}: raised "
-                                               f"{type(exc).__name__}: {exc}. {next_hint(name, hint)}".rstrip())
+                                               f"{type(exc).__name__}: {exc}. {next_hint(name, hint, case)}".rstrip())
             break
         if (msg := compare(got, expected, atol)) is not None:
             result = CheckResult(name, "fail", f"FAIL {name}, case {case.name!r}: {msg}. "
-                                               f"{next_hint(name, hint)}".rstrip())
+                                               f"{next_hint(name, hint, case)}".rstrip())
             break
     else:
         result = CheckResult(name, "pass", f"PASS {name}: all {len(cases)} cases agree with the reference")

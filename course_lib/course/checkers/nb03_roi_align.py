@@ -172,13 +172,17 @@ def _roi_pool_cases() -> list[Case]:
             Case("7x7 bins on a stride-4 map", (f4, t([6.5, 5.2, 41.3, 30.8]), (7, 7), 0.25)),
             Case("non-square output (2, 5)", (f4, t([2.8, 9.5, 60.2, 40.1]), (2, 5), 0.25)),
             Case("corners exactly half-way between cells round up (2.5 -> 3, 4.5 -> 5)",
-                 (f4, t([10.0, 18.0, 50.0, 38.0]), (3, 3), 0.25)),
+                 (f4, t([10.0, 18.0, 50.0, 38.0]), (3, 3), 0.25),
+                 hint="Python's round(2.5) and torch.round give 2 (the even neighbour); the kernel's C round gives 3. "
+                      "Round half away from zero: math.floor(v + 0.5) for v >= 0, -math.floor(-v + 0.5) below."),
             Case("more bins than cells: neighbouring bins share cells", (f4, t([8.0, 8.0, 17.0, 14.0]), (7, 7), 0.25)),
             Case("a box smaller than a cell is one cell", (f4, t([20.6, 21.1, 21.4, 21.9]), (2, 2), 0.25)),
             Case("partly outside the map: bins off the map are 0", (f16, t([-90.0, -44.0, 60.0, 90.0]), (4, 4),
                                                                      1 / 16)),
             Case("a 29-cell box in 7 bins: float32 edges (in float64, 7 * (29 / 7) rounds up to 30)",
-                 (ramp, t([0.0, 0.0, 28.0, 28.0]), (7, 7), 1.0))]
+                 (ramp, t([0.0, 0.0, 28.0, 28.0]), (7, 7), 1.0),
+                 hint="Look at how a bin edge is computed: i * (L / n) in float64 rounds twice. Multiply first, "
+                      "math.floor(i * L / n) and math.ceil((i + 1) * L / n), or do it in float32 as the kernel does.")]
 
 
 def _hidden_roi_pool_cases(seed: int) -> list[Case]:
@@ -199,7 +203,9 @@ def _hidden_roi_pool_cases(seed: int) -> list[Case]:
     half = torch.tensor([-1.5, -2.5, 3.5, 4.5]) / scale  # cells -1.5, -2.5: C rounds them to -2, -3
     k = int(torch.randint(0, 3, (1,), generator=g))
     half[2:] += k / scale
-    return [Case("negative corners exactly half-way round away from zero (-1.5 -> -2)", (f, half, (5, 5), scale)),
+    return [Case("negative corners exactly half-way round away from zero (-1.5 -> -2)", (f, half, (5, 5), scale),
+                 hint="Half-way corners round away from zero on both sides: -1.5 becomes -2, so below zero use "
+                      "-math.floor(-v + 0.5); math.floor(v + 0.5) alone gives -1."),
             Case(f"a random box at scale {scale}", (f, box(), size(), scale)),
             Case("another random box, 1 bin", (f, box(), (1, 1), scale)),
             Case("a box over the right and bottom edges", (f, box(0.6, 1.5), size(), scale)),

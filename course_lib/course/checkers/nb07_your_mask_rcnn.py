@@ -29,11 +29,15 @@ def _cases() -> list[Case]:
     outside = torch.tensor([[0.0, -10.0, -6.0, 30.0, 20.0], [0.0, 60.0, 50.0, 120.0, 95.0]])
     return [Case("one image, 3 RoIs, 7x7, stride 4", (one, _rois(g, [0, 0, 0], (80, 96)), (7, 7), 0.25, 2)),
             Case("two images: the batch index picks the feature map",
-                 (two, _rois(g, [1, 0, 1], (64, 64)), (7, 7), 0.25, 2)),
-            Case("output_size as an int (5 means 5x5)", (one, _rois(g, [0, 0], (80, 96)), 5, 0.25, 2)),
+                 (two, _rois(g, [1, 0, 1], (64, 64)), (7, 7), 0.25, 2),
+                 hint="Column 0 of a RoI row is the index of its image in the batch: pool input[int(r[0])], not "
+                      "input[0], and the box is r[1:]."),
+            Case("output_size as an int (5 means 5x5)", (one, _rois(g, [0, 0], (80, 96)), 5, 0.25, 2),
+                 hint="output_size may be an int n: it means (n, n); turn it into a pair before anything else."),
             Case("a 3x6 output, adaptive sampling (-1)", (two, _rois(g, [0, 1], (64, 64)), (3, 6), 0.25, -1)),
             Case("RoIs partly outside the map", (one, outside, (7, 7), 0.25, 2)),
-            Case("no RoIs: (0, 5) gives (0, C, 7, 7)", (two, torch.zeros(0, 5), (7, 7), 0.25, 2))]
+            Case("no RoIs: (0, 5) gives (0, C, 7, 7)", (two, torch.zeros(0, 5), (7, 7), 0.25, 2),
+                 hint="torch.stack of an empty list fails: with no RoIs return input.new_zeros((0, C, out_h, out_w)).")]
 
 
 def _hidden_cases(seed: int) -> list[Case]:

@@ -39,6 +39,7 @@ class Outcome:
     status: str  # "ok", "raised", "not yet", "lost"
     value: object = None  # the answer's output (plain data) or the error text
     expected: object = None
+    hint: str = ""  # the case's own hint, if it has one
 
 
 @dataclass
@@ -196,7 +197,7 @@ def run_exercise(session: ProbeSession, check: Checker, source, lent: dict, seed
         reply = session.request(message, deadline)
         status = reply.get("status") if reply.get("status") in ("ok", "raised", "not yet") else "lost"
         value = reply.get("value") if status == "ok" else reply.get("error")
-        outcomes.append(Outcome(group, case.name, status, protocol.from_plain(value), expected))
+        outcomes.append(Outcome(group, case.name, status, protocol.from_plain(value), expected, case.hint))
         if status == "not yet":
             break
     return None, outcomes
@@ -226,7 +227,7 @@ def verdict(check: Checker, points: float, outcomes: list[Outcome], problem: str
             if ok and not row["message"]:
                 label = f"case {o.case!r}" if o.group == "notebook" else "a hidden case"
                 row["message"] = f"{label}: {msg}"
-                row["hint"] = steps[0] if steps else ""
+                row["hint"] = o.hint or (steps[0] if steps else "")  # the case's own hint first
     passed = [g for g in groups if groups[g]]
     row["groups"] = groups
     row["points"] = round(points * len(passed) / len(groups), 3) if groups else 0.0
