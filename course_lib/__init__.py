@@ -65,7 +65,7 @@ _EXPORTS = {
     "training.error_analysis": "mask_iou image_errors error_analysis error_summary error_examples ERROR_KINDS "
                                 "greedy_match match_detections",
     "course.progress": "show_progress",
-    "course.saved": "your_parts",
+    "course.parts": "your_parts",
     "course.quiz": "quiz answer",
     "course.checkers": "hint",
 }
