@@ -1,4 +1,5 @@
 import dataclasses
+import html
 import json
 import re
 
@@ -9,13 +10,24 @@ from course_lib.course import quiz as Q
 from course_lib.course.bank import CHECKPOINT, KINDS, SELF_CHECK, load_exercises, load_questions
 from course_lib.utils.paths import REPO_ROOT as ROOT
 
+NUMERIC_ID = "rpn-anchors-p4"  # a checkpoint answered with a number (768)
+
 
 @pytest.fixture(autouse=True)
 def fresh_kernel_state():
-    """``FIRST_ANSWERS`` lives as long as the kernel (here: the test process); every test starts without it."""
+    """``FIRST_ANSWERS`` and ``WRONG_TRIES`` live as long as the kernel (here: the test process); every test
+    starts without them."""
     Q.FIRST_ANSWERS.clear()
+    Q.WRONG_TRIES.clear()
     yield
     Q.FIRST_ANSWERS.clear()
+    Q.WRONG_TRIES.clear()
+
+
+@pytest.fixture
+def shuffled(monkeypatch):
+    """A learner at a screen (not headless): the choices come in this learner's order."""
+    monkeypatch.setenv("COURSE_HEADLESS", "0")
 
 
 @pytest.fixture
@@ -27,9 +39,16 @@ def self_check(monkeypatch):
 
 
 @pytest.fixture
+def numeric_self_check(monkeypatch):
+    q = dataclasses.replace(Q.BANK[NUMERIC_ID], id="test-numeric-self-check", kind=SELF_CHECK)
+    monkeypatch.setitem(Q.BANK, q.id, q)
+    return q
+
+
+@pytest.fixture
 def keyless(monkeypatch):
-    """A checkpoint as the student edition has it: no ``correct``, no ``explanation``."""
-    q = dataclasses.replace(Q.BANK["overview-weights-api"], correct=None, explanation=None)
+    """A checkpoint as the student edition has it: no ``correct``, no ``explanation``, no ``misconceptions``."""
+    q = dataclasses.replace(Q.BANK["overview-weights-api"], correct=None, explanation=None, misconceptions=None)
     monkeypatch.setitem(Q.BANK, q.id, q)
     return q
 
@@ -39,16 +58,21 @@ def _wrong(q):
 
 
 def _names_the_key(q, text: str) -> bool:
+    if q.numeric:
+        return q.explanation in text
     return q.choices[q.correct] in text or f"({q.correct})" in text or q.explanation in text
 
 
 def test_bank_is_well_formed():
     assert len(Q.BANK) >= 4
     for q in Q.BANK.values():
-        assert len(q.choices) >= 3 and len(set(q.choices)) == len(q.choices)
         assert q.kind in KINDS
-        assert q.correct is not None and 0 <= q.correct < len(q.choices)  # the instructor's bank has every key
         assert len(q.explanation) > 40 and q.text.endswith("?")
+        if q.numeric:
+            assert q.answer is not None and q.tolerance >= 0
+            continue
+        assert len(q.choices) >= 3 and len(set(q.choices)) == len(q.choices)
+        assert q.correct is not None and 0 <= q.correct < len(q.choices)  # the instructor's bank has every key
 
 
 def _quiz_sections():
@@ -96,8 +120,9 @@ def test_grade_by_index_and_by_text():
 
 
 def test_wrong_answers_never_name_the_right_one(self_check):
-    """Every wrong choice of every question, checkpoint or self-check: not right, look again, no key."""
-    for q in [*Q.BANK.values()]:
+    """Every wrong choice of every question, checkpoint or self-check (at the first miss): not right, look again,
+    no key."""
+    for q in [q for q in Q.BANK.values() if not q.numeric]:
         for i in range(len(q.choices)):
             ok, text = Q.grade(q.id, i)
             if i == q.correct:
@@ -107,15 +132,19 @@ def test_wrong_answers_never_name_the_right_one(self_check):
             assert not _names_the_key(q, text), (q.id, i, text)
             if q.kind == CHECKPOINT:
                 assert text.startswith(f"Recorded: ({i}) {q.choices[i]}.")
+                assert q.misconceptions[i][1:] not in text  # a checkpoint's feedback stays as it was
             else:
-                assert "try again" in text
+                assert "try again" in text and q.misconceptions[i][1:] in text
 
 
 def test_headless_fallback_prints_question_and_answer_call(capsys):
-    shown = Q.quiz("overview-output-masks")
-    text = repr(shown)
+    """Headless (stored outputs): the bank's order, each choice after its bank number."""
+    q = Q.BANK["overview-output-masks"]
+    text = repr(Q.quiz(q.id))
+    assert text.splitlines()[1:5] == [f"  ({i}) {c}" for i, c in enumerate(q.choices)]
     assert "(1) A (N, 1, H, W) float tensor" in text
-    assert 'answer("overview-output-masks", <number>) — a checkpoint: your first answer is the one recorded' in text
+    assert text.endswith('answer("overview-output-masks", <the number in brackets>) — a checkpoint: your first '
+                         'answer is the one recorded')
     assert Q.answer("overview-output-masks", 1) is True
     assert "Correct!" in capsys.readouterr().out
 
@@ -169,15 +198,15 @@ def test_widget_records_a_checkpoints_first_checked_choice():
     w.button.click()
     assert "Pick an answer first" in w.feedback.value and w.record()["choice"] is None
     assert not w.radio.disabled and not w.button.disabled
-    w.radio.index = _wrong(q)
+    w.radio.value = _wrong(q)
     w.button.click()
     feedback = w.feedback.value
     assert "Not quite" in feedback and f"Recorded: ({_wrong(q)})" in feedback and not _names_the_key(q, feedback)
     assert w.record() == {"id": q.id, "choice": _wrong(q)}
     assert w.radio.disabled and w.button.disabled
-    w.radio.value = q.choices[q.correct]  # in code, past the disabled buttons
+    w.radio.value = q.correct  # in code, past the disabled buttons
     w.button.click()
-    assert w.record() == {"id": q.id, "choice": _wrong(q)} and w.radio.index == _wrong(q)
+    assert w.record() == {"id": q.id, "choice": _wrong(q)} and w.radio.value == _wrong(q)
     assert w.feedback.value == feedback
     again = Q.QuizWidget(q.id)  # the same quiz shown again in this kernel: the first answer, locked
     assert again.record() == {"id": q.id, "choice": _wrong(q)} and again.radio.disabled and again.button.disabled
@@ -191,7 +220,7 @@ def test_widget_and_answer_share_the_first_answer(capsys):
     w = Q.QuizWidget(q.id)
     assert w.record()["choice"] == q.correct and w.radio.disabled and "Correct!" in w.feedback.value
     w2 = Q.QuizWidget("overview-output-masks")
-    w2.radio.index = 0
+    w2.radio.value = 0
     w2.button.click()
     assert Q.answer("overview-output-masks", 1) is False and "first answer stands: (0)" in capsys.readouterr().out
 
@@ -199,11 +228,11 @@ def test_widget_and_answer_share_the_first_answer(capsys):
 def test_widget_lets_a_self_check_be_retried(self_check):
     q = self_check
     w = Q.QuizWidget(q.id)
-    w.radio.index = _wrong(q)
+    w.radio.value = _wrong(q)
     w.button.click()
     assert "try again" in w.feedback.value and not _names_the_key(q, w.feedback.value)
     assert not w.radio.disabled and not w.button.disabled
-    w.radio.index = q.correct
+    w.radio.value = q.correct
     w.button.click()
     assert "Correct!" in w.feedback.value and w.record() == {"id": q.id, "choice": q.correct}
 
@@ -211,12 +240,12 @@ def test_widget_lets_a_self_check_be_retried(self_check):
 def test_widget_without_the_key_records_and_says_the_instructor_grades(keyless):
     q = keyless
     w = Q.QuizWidget(q.id)
-    w.radio.index = 3
+    w.radio.value = 3
     w.button.click()
     assert "Recorded: (3)" in w.feedback.value and "your instructor grades checkpoint quizzes" in w.feedback.value
     assert "Correct" not in w.feedback.value and "Not quite" not in w.feedback.value
     assert w.record() == {"id": q.id, "choice": 3} and w.button.disabled
-    w.radio.index = 1
+    w.radio.value = 1
     w.button.click()
     assert w.record() == {"id": q.id, "choice": 3}
 
@@ -227,6 +256,219 @@ def test_widget_shows_the_text_form_without_a_front_end():
     data = bundle[0] if isinstance(bundle, tuple) else bundle
     assert "application/vnd.jupyter.widget-view+json" in data
     assert data["text/plain"].startswith("Quiz overview-annotation-format")
+
+
+def _wrong_two(q):
+    """Two different wrong choices of ``q``."""
+    return [i for i in range(len(q.choices)) if i != q.correct][:2]
+
+
+def test_a_self_checks_first_miss_shows_the_misconception_the_second_the_explanation(self_check, capsys):
+    q = self_check
+    first, second = _wrong_two(q)
+    assert Q.answer(q.id, first) is False
+    out = capsys.readouterr().out
+    assert out.startswith("Not quite: this choice ") and q.misconceptions[first][1:] in out
+    assert q.explanation not in out and not _names_the_key(q, out)
+    assert "the explanation comes after another miss, or on request" in out and f'explain("{q.id}")' in out
+    assert Q.answer(q.id, first) is False  # the same wrong choice again is a second miss
+    out = capsys.readouterr().out
+    assert q.misconceptions[first][1:] in out and f"Explanation: {q.explanation}" in out
+    assert Q.answer(q.id, q.choices[second]) is False and q.explanation in capsys.readouterr().out
+    assert Q.WRONG_TRIES == {q.id: 3}
+    assert Q.answer(q.id, q.correct) is True and capsys.readouterr().out == f"Correct! {q.explanation}\n"
+
+
+def test_explain_shows_a_self_checks_explanation_and_keeps_a_checkpoints(self_check, capsys):
+    assert Q.explain(self_check.id) is None
+    assert capsys.readouterr().out == f"Quiz {self_check.id}: {self_check.explanation}\n"
+    checkpoint = Q.BANK["overview-output-masks"]
+    Q.explain(checkpoint.id)
+    out = capsys.readouterr().out
+    assert "is a checkpoint" in out and not _names_the_key(checkpoint, out)
+    with pytest.raises(KeyError):
+        Q.explain("nope")
+
+
+def test_widget_self_check_has_a_show_explanation_button_and_shares_the_tries(self_check):
+    q = self_check
+    first, second = _wrong_two(q)
+    w = Q.QuizWidget(q.id)
+    assert w.explain_button is not None and w.explain_button.description == "Show explanation"
+    w.radio.value = first
+    w.button.click()
+    assert html.unescape(q.misconceptions[first][1:]) in html.unescape(w.feedback.value)
+    assert html.escape(q.explanation) not in w.feedback.value
+    w.explain_button.click()  # on request
+    assert f"Explanation: {html.escape(q.explanation)}" in w.feedback.value
+    assert Q.WRONG_TRIES == {q.id: 1} and w.record() == {"id": q.id, "choice": first}
+    Q.answer(q.id, second)  # answer() and the widget count the same tries: a second miss
+    w.radio.value = second
+    w.button.click()
+    assert html.escape(q.explanation) in w.feedback.value and Q.WRONG_TRIES == {q.id: 3}
+    checkpoint = Q.QuizWidget("overview-output-masks")
+    assert checkpoint.explain_button is None
+    assert not any(getattr(c, "description", "") == "Show explanation" for c in checkpoint.box.children)
+
+
+def test_headless_keeps_the_bank_order_and_writes_no_seed():
+    for qid, q in Q.BANK.items():
+        assert Q.choice_order(qid) == list(range(len(q.choices)))
+    assert not Q.order_seed_file().exists()
+
+
+def _choice_ids():
+    return [qid for qid, q in Q.BANK.items() if not q.numeric]
+
+
+def test_choice_order_is_a_stable_per_learner_shuffle(shuffled, tmp_path, monkeypatch):
+    orders = {qid: Q.choice_order(qid) for qid in _choice_ids()}
+    assert all(sorted(order) == list(range(len(Q.BANK[qid].choices))) for qid, order in orders.items())
+    assert sum(order != sorted(order) for order in orders.values()) > len(orders) // 2  # shuffled, most of them
+    seed_file = progress.progress_file().parent / Q.ORDER_SEED_FILE
+    assert seed_file == Q.order_seed_file() and seed_file.is_file()
+    seed = seed_file.read_text().strip()
+    assert len(seed) == 32 and int(seed, 16) >= 0 and Q.learner_seed() == seed
+    assert {qid: Q.choice_order(qid) for qid in orders} == orders  # the same on every call
+    monkeypatch.setattr(Q, "_SEEDS", {})  # a new session (kernel) of the same learner: read from the file
+    assert {qid: Q.choice_order(qid) for qid in orders} == orders and seed_file.read_text().strip() == seed
+    monkeypatch.setenv("COURSE_PROGRESS_FILE", str(tmp_path / "other learner" / "progress.json"))
+    other = {qid: Q.choice_order(qid) for qid in orders}
+    assert Q.learner_seed() != seed and other != orders  # another learner, another order
+
+
+def test_a_damaged_seed_is_replaced_a_present_one_kept_and_a_read_only_home_still_works(shuffled, tmp_path,
+                                                                                      monkeypatch):
+    seed_file = Q.order_seed_file()
+    seed_file.parent.mkdir(parents=True, exist_ok=True)
+    seed_file.write_text("not a seed\n")
+    seed = Q.learner_seed()
+    assert len(seed) == 32 and seed_file.read_text().strip() == seed
+    assert Q._create_seed(seed_file) == seed  # another kernel got there first: its value stands
+    assert seed_file.read_text().strip() == seed and [p.name for p in seed_file.parent.iterdir()] == [seed_file.name]
+    blocked = tmp_path / "a file"
+    blocked.write_text("")
+    monkeypatch.setenv("COURSE_PROGRESS_FILE", str(blocked / "progress.json"))  # its folder cannot be made
+    assert Q.learner_seed() == Q._PROCESS_SEED and Q.choice_order("fpn-lateral") == Q.choice_order("fpn-lateral")
+
+
+def _a_shuffled_question():
+    """A checkpoint whose right choice is shown at another position than its bank index (with this seed)."""
+    for qid in _choice_ids():
+        q, order = Q.BANK[qid], Q.choice_order(qid)
+        if order.index(q.correct) != q.correct:
+            return q, order
+    raise AssertionError("no question is shown in another order")
+
+
+def test_text_form_shows_the_learners_order_with_the_bank_numbers(shuffled, capsys):
+    q, order = _a_shuffled_question()
+    lines = repr(Q.quiz(q.id)).splitlines()
+    assert lines[0] == f"Quiz {q.id}: {q.text}"
+    assert lines[1:1 + len(order)] == [f"  ({i}) {q.choices[i]}" for i in order]
+    assert "<the number in brackets>" in lines[-1]
+    shown = lines[1 + order.index(q.correct)]  # the line a learner reads the right choice on
+    number = int(shown.split(")")[0].strip(" ("))
+    assert number == q.correct and Q.answer(q.id, number) is True and "Correct!" in capsys.readouterr().out
+    assert Q.FIRST_ANSWERS == {q.id: q.correct}
+
+
+def test_widget_shows_the_learners_order_and_records_bank_indices(shuffled):
+    q, order = _a_shuffled_question()
+    w = Q.QuizWidget(q.id)
+    assert list(w.radio.options) == [(q.choices[i], i) for i in order]
+    assert w.radio.index is None and w.record()["choice"] is None
+    w.radio.index = order.index(q.correct)  # a click on the button where the right choice is shown
+    w.button.click()
+    assert w.record() == {"id": q.id, "choice": q.correct} and Q.FIRST_ANSWERS == {q.id: q.correct}
+    assert "Correct!" in w.feedback.value and w.radio.disabled
+    again = Q.QuizWidget(q.id)  # locked on the first answer, shown at its own place
+    assert again.radio.value == q.correct and again.radio.index == order.index(q.correct)
+    data = w._repr_mimebundle_()
+    data = data[0] if isinstance(data, tuple) else data
+    assert data["text/plain"] == Q.question_text(q.id) and f"  ({order[0]}) {q.choices[order[0]]}" in data["text/plain"]
+
+
+def test_a_numeric_checkpoint_takes_a_number_and_keeps_the_first(capsys):
+    q = Q.BANK[NUMERIC_ID]
+    text = repr(Q.quiz(q.id))
+    assert text == f'Quiz {q.id}: {q.text}\nAnswer with: answer("{q.id}", <a number>) — a checkpoint: your first ' \
+                   "answer is the one recorded"
+    assert Q.answer(q.id, 700) is False
+    out = capsys.readouterr().out
+    assert out.startswith("Recorded: 700. Not quite") and not _names_the_key(q, out) and "768" not in out
+    assert Q.answer(q.id, 768) is False and capsys.readouterr().out.startswith("Your first answer stands: 700 ")
+    assert Q.FIRST_ANSWERS == {q.id: 700}
+    assert progress.load()["02_anchors_rpn"][f"quiz:{q.id}"]["passed"] is False
+
+
+def test_a_numeric_answer_within_the_tolerance_is_right(capsys, monkeypatch):
+    q = dataclasses.replace(Q.BANK[NUMERIC_ID], answer=0.66, tolerance=0.005)
+    monkeypatch.setitem(Q.BANK, q.id, q)
+    assert "(answers within 0.005 of the value count)" in Q.question_text(q.id)
+    assert Q.grade(q.id, 0.665)[0] is True and Q.grade(q.id, 0.655)[0] is True and Q.grade(q.id, 0.67)[0] is False
+    assert Q.answer(q.id, 0.664) is True and capsys.readouterr().out.startswith("Recorded: 0.664. Correct!")
+    exact = Q.BANK["heads-candidates"]
+    assert Q.answer(exact.id, 300.0) is True and capsys.readouterr().out.startswith("Recorded: 300. Correct!")
+
+
+@pytest.mark.parametrize("bad", ["768", True, float("nan"), float("inf"), None, [768]])
+def test_a_numeric_answer_must_be_a_number(bad):
+    with pytest.raises(ValueError, match="is answered with a number"):
+        Q.answer(NUMERIC_ID, bad)
+    assert NUMERIC_ID not in Q.FIRST_ANSWERS
+
+
+def test_a_choice_answer_must_be_a_bank_index_or_a_choice_text():
+    for bad in (4, -1, True, 1.0, "a list of polygons", None):
+        with pytest.raises(ValueError):
+            Q.answer("overview-output-masks", bad)
+    assert Q.FIRST_ANSWERS == {}
+
+
+def test_numeric_widget_reads_a_typed_number_and_locks():
+    q = Q.BANK[NUMERIC_ID]
+    w = Q.QuizWidget(q.id)
+    assert w.radio is None and w.entry is not None and w.explain_button is None
+    for typed in ("", "abc", "nan", "1e999", "16,368"):
+        w.entry.value = typed
+        w.button.click()
+        assert "Type a number first" in w.feedback.value and w.record()["choice"] is None
+    w.entry.value = " 768 "
+    w.button.click()
+    assert w.record() == {"id": q.id, "choice": 768} and "Recorded: 768. Correct!" in w.feedback.value
+    assert w.entry.disabled and w.button.disabled
+    w.entry.value = "1"
+    w.button.click()
+    assert w.record() == {"id": q.id, "choice": 768} and w.entry.value == "768"
+    again = Q.QuizWidget(q.id)
+    assert again.record() == {"id": q.id, "choice": 768} and again.entry.disabled
+
+
+def test_parse_number():
+    assert [Q.parse_number(t) for t in ("768", " -3 ", "0.66", "7.5e2", "1_000")] == [768, -3, 0.66, 750.0, 1000]
+    assert all(Q.parse_number(t) is None for t in ("", "abc", "nan", "inf", "-inf", "1e999", "16,368", "0,66"))
+
+
+def test_a_numeric_self_check_retries_and_explains_after_a_second_miss(numeric_self_check, capsys):
+    q = numeric_self_check
+    assert Q.answer(q.id, 767) is False
+    out = capsys.readouterr().out
+    assert out.startswith("Not quite. Have another look") and q.explanation not in out
+    w = Q.QuizWidget(q.id)
+    w.entry.value = "769"
+    w.button.click()
+    assert html.escape(q.explanation) in w.feedback.value and not w.button.disabled
+    w.entry.value = "768"
+    w.button.click()
+    assert "Correct!" in w.feedback.value and w.record() == {"id": q.id, "choice": 768}
+
+
+def test_a_numeric_checkpoint_without_the_key_records_the_number(monkeypatch, capsys):
+    q = dataclasses.replace(Q.BANK[NUMERIC_ID], answer=None, explanation=None)
+    monkeypatch.setitem(Q.BANK, q.id, q)
+    assert Q.answer(q.id, 768) is None
+    assert capsys.readouterr().out.strip() == "Recorded: 768 — your instructor grades checkpoint quizzes."
 
 
 @pytest.mark.kernel
@@ -242,10 +484,10 @@ def test_widget_in_a_real_kernel(monkeypatch):
         "from course_lib.course.quiz import quiz, BANK\n"
         "w = quiz('overview-maskrcnn-addition')\n"
         "print(type(w).__name__)\n"
-        f"w.radio.index = {_wrong(q)}\n"
+        f"w.radio.value = {_wrong(q)}\n"
         "w.button.click()\n"
         "print(w.feedback.value)\n"
-        "w.radio.index = BANK['overview-maskrcnn-addition'].correct\n"
+        "w.radio.value = BANK['overview-maskrcnn-addition'].correct\n"
         "w.button.click()\n"
         "print(w.feedback.value)\n"
         "print(w.record()['choice'], w.button.disabled)"), nbformat.v4.new_code_cell("w")]
@@ -323,8 +565,8 @@ def test_widget_records_the_first_checked_choice_in_the_cell_outputs(monkeypatch
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("from course_lib.course.quiz import quiz\nw = quiz('overview-maskrcnn-addition')\nw"),
                 nbformat.v4.new_code_cell("quiz('overview-annotation-format')"),
-                nbformat.v4.new_code_cell(f"w.button.click()\nw.radio.index = {wrong}\nw.button.click()\n"
-                                          f"w.radio.index = {q.correct}\nw.button.click()\nw.radio.index = {q.correct}"),
+                nbformat.v4.new_code_cell(f"w.button.click()\nw.radio.value = {wrong}\nw.button.click()\n"
+                                          f"w.radio.value = {q.correct}\nw.button.click()\nw.radio.value = {q.correct}"),
                 nbformat.v4.new_code_cell("quiz('overview-maskrcnn-addition')")]  # shown again: still the first
     NotebookClient(nb, timeout=120, kernel_name="python3").execute()
     nbformat.validate(nb)
@@ -351,10 +593,12 @@ def test_answer_in_a_kernel_displays_the_first_answer_as_a_record(monkeypatch):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("from course_lib.course.quiz import answer"),
                 nbformat.v4.new_code_cell(f"answer('{q.id}', {_wrong(q)})"),
-                nbformat.v4.new_code_cell(f"answer('{q.id}', {q.correct})")]
+                nbformat.v4.new_code_cell(f"answer('{q.id}', {q.correct})"),
+                nbformat.v4.new_code_cell(f"answer('{NUMERIC_ID}', 767.5)\nanswer('{NUMERIC_ID}', 768)")]
     NotebookClient(nb, timeout=120, kernel_name="python3").execute()
-    assert _records(nb) == [(1, {"id": q.id, "choice": _wrong(q)}), (2, {"id": q.id, "choice": _wrong(q)})]
-    printed = [o["text"] for c in nb.cells[1:] for o in c.outputs if o["output_type"] == "stream"]
+    assert _records(nb) == [(1, {"id": q.id, "choice": _wrong(q)}), (2, {"id": q.id, "choice": _wrong(q)}),
+                            (3, {"id": NUMERIC_ID, "choice": 767.5}), (3, {"id": NUMERIC_ID, "choice": 767.5})]
+    printed = [o["text"] for c in nb.cells[1:3] for o in c.outputs if o["output_type"] == "stream"]
     assert printed[0].startswith(f"Recorded: ({_wrong(q)})") and "first answer stands" in printed[1]
     assert not any(_names_the_key(q, t) for t in printed)
 
