@@ -66,7 +66,7 @@ _EXPORTS = {
                                 "greedy_match match_detections",
     "course.progress": "show_progress",
     "course.parts": "your_parts",
-    "course.quiz": "quiz answer",
+    "course.quiz": "quiz answer explain",
     "course.checkers": "hint",
 }
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names.split()}

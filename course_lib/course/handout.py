@@ -5,7 +5,8 @@ the files of the tree without ``.venv``, ``runs``, generated data and caches) in
 
 * ``solutions/`` (the exercises' answers and the quizzes' stored outputs) and ``tests/`` (the developers'
   suite: it runs the instructor's bank and names quiz answers);
-* the quiz bank, rewritten: checkpoint questions lose ``correct`` and ``explanation`` (the instructor grades
+* the quiz bank, rewritten: checkpoint questions lose their key (``bank.KEY_FIELDS``: the right choice or number,
+  the explanation, the misconceptions; the instructor grades
   them with the instructor's copy), self-check questions keep theirs (their instant feedback needs them), and
   each file is marked ``"handout": true`` so that ``load_questions`` accepts the missing keys.
 
@@ -27,7 +28,7 @@ import subprocess
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from course_lib.course.bank import CHECKPOINT, load_questions
+from course_lib.course.bank import CHECKPOINT, KEY_FIELDS, load_questions
 from course_lib.utils.errors import CommandError
 from course_lib.utils.paths import REPO_ROOT
 
@@ -70,7 +71,7 @@ def untracked_files(root: Path) -> list[str]:
 def student_bank(data: dict) -> dict:
     """A bank file's content for the student edition: checkpoint questions without their key."""
     questions = [q if q.get("kind", CHECKPOINT) != CHECKPOINT
-                 else {k: v for k, v in q.items() if k not in ("correct", "explanation")}
+                 else {k: v for k, v in q.items() if k not in KEY_FIELDS}
                  for q in data.get("questions", [])]
     return {"notebook": data["notebook"], "handout": True,
             **{k: v for k, v in data.items() if k not in ("notebook", "handout", "questions")},
@@ -133,7 +134,7 @@ def _check_no_key(folder: Path, explanations: dict[str, str], checkpoints: set[s
             while stack:
                 item = stack.pop()
                 if isinstance(item, dict):
-                    if item.get("id") in checkpoints and "correct" in item:
+                    if item.get("id") in checkpoints and any(k in item for k in KEY_FIELDS):
                         raise CommandError(f"{path.relative_to(folder)} holds the key of checkpoint quiz "
                                            f"{item['id']!r}")
                     stack += item.values()
