@@ -92,9 +92,9 @@ SHORTCUTS = {
     "calling torchvision's op": "import torchvision\ndef box_iou(a, b):\n"
                                 "    return torchvision.ops.box_iou(a, b)\n" + CHECK,
     "torchvision's op through torch.ops after loading its library": """
-import glob, torch
+import glob, sys, torch
 def box_iou(a, b):
-    for lib in glob.glob("/**/torchvision/_C*.so", recursive=True):
+    for lib in [f for d in sys.path for f in glob.glob(d + "/torchvision/_C*.so")]:
         torch.ops.load_library(lib)
     return torch.ops.torchvision.box_iou(a, b)
 """ + CHECK,
