@@ -123,3 +123,31 @@ def test_your_parts_plug_into_the_course_model_and_a_wrong_one_is_named_by_its_s
     plug_in(yours, nms=lambda boxes, scores, t: torch.argsort(scores, descending=True))  # a wrong NMS: keeps all
     stage, how = lesson.first_parting(reference, yours, image)
     assert stage == "rpn.filter_proposals", (stage, how)
+
+
+@pytest.mark.kernel
+def test_a_learner_who_did_02_sees_their_functions_in_07s_model(tmp_path, monkeypatch):
+    """Notebook 02 run from a workspace saves its five exercises; 07's parts then come from them and agree."""
+    import nbformat
+
+    from course_lib import plug_in
+    from course_lib.course.parts import your_parts
+    from course_lib.course.sandbox import execute_notebook
+    from course_lib.detection.mask_rcnn import load_course_mask_rcnn
+    from course_lib.lessons import nb07_your_mask_rcnn as lesson
+    from course_lib.utils.paths import REPO_ROOT
+
+    nb = nbformat.read(REPO_ROOT / "solutions" / "02_anchors_rpn.ipynb", as_version=4)
+    workspace = tmp_path / "workspace"
+    env = {saved.WORKSPACE_ENV: str(workspace), "COURSE_PROGRESS_FILE": str(tmp_path / "progress.json")}
+    run = execute_notebook(nb, tmp_path, timeout=300, env=env)
+    assert run.error is None, run.error
+    monkeypatch.setenv(saved.WORKSPACE_ENV, str(workspace))
+    monkeypatch.setenv("COURSE_PROGRESS_FILE", str(tmp_path / "progress.json"))
+    functions, rows = your_parts()
+    assert {"box_iou", "nms", "encode_boxes", "decode_boxes", "rpn_loss"} <= set(functions)
+    whose = {part: who for part, who, _ in rows}
+    assert whose["nms"] == "yours" and whose["roi_align"] == "the course's"
+    image = lesson.shapes_sample(seed=1, index=7)[0]
+    assert lesson.first_parting(load_course_mask_rcnn().eval(), plug_in(load_course_mask_rcnn().eval(), **functions),
+                                image) is None
