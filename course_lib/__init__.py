@@ -25,7 +25,7 @@ __version__ = "0.2.0"
 _EXPORTS = {
     "utils.device": "get_device seed_everything describe_device",
     "utils.budget": "training_budget smoke_run",
-    "utils.paths": "REPO_ROOT DATA_DIR GENERATED_DIR RUNS_DIR CHECKPOINT PROVENANCE",
+    "utils.paths": "REPO_ROOT DATA_DIR GENERATED_DIR RUNS_DIR CHECKPOINT PROVENANCE shown",
     "utils.files": "write_json_atomic",
     "ops.boxes": "box_area box_iou nms batched_nms clip_boxes_to_image remove_small_boxes",
     "ops.roi_pool": "roi_pool roi_pool_one_box",

@@ -34,7 +34,7 @@ def report() -> list[tuple[str, str]]:
 
     from course_lib.detection.course_model import coco_weights_file
     from course_lib.utils.device import describe_device, get_device
-    from course_lib.utils.paths import CHECKPOINT, PROVENANCE
+    from course_lib.utils.paths import CHECKPOINT, PROVENANCE, shown
 
     rows = [("python", f"{platform.python_version()} ({sys.executable})")]
     for name in PACKAGES:
@@ -47,7 +47,7 @@ def report() -> list[tuple[str, str]]:
     rows.append(("device", f"{describe_device(get_device())}; torch is a {cuda}"))
     weights = coco_weights_file()
     rows.append(("COCO weights", f"cached at {weights}" if weights.is_file() else
-                 f"not in the torch cache ({weights}); the course uses its own checkpoint"))
+                 f"not in the torch cache ({shown(weights)}); the course uses its own checkpoint"))
     ext = widget_frontend()
     rows.append(("widget front end", f"installed ({ext})" if ext else
                  "MISSING: quizzes fall back to text; `pip install ipywidgets jupyterlab_widgets`"))

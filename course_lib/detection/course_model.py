@@ -30,7 +30,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from course_lib.detection.backbone_utils import build_backbone
 from course_lib.detection.model_file import COURSE_ARCH, R50_ARCH, ModelFile, read_model_file
-from course_lib.utils.paths import CHECKPOINT
+from course_lib.utils.paths import CHECKPOINT, shown
 
 # ------------------------------------------------------------------------------------------ the spec
 
@@ -291,7 +291,7 @@ def load_inference_model(device: torch.device | str = "cpu", prefer: str = "coco
         model = maskrcnn_resnet50_fpn(weights=weights).to(device).eval()
         return model, "coco", list(weights.meta["categories"])
     if prefer == "coco" and verbose:
-        print(OFFLINE_MESSAGE.format(path=coco_weights_file()))
+        print(OFFLINE_MESSAGE.format(path=shown(coco_weights_file())))
     model_file = read_course_file()
     return model_from_file(model_file).to(device), "course", model_file.classes
 
@@ -325,7 +325,7 @@ def load_maskrcnn_resnet50_fpn(verbose: bool = True) -> tuple[MaskRCNN, str]:
     if coco_weights_available():
         return maskrcnn_resnet50_fpn(weights="DEFAULT", weights_backbone=None), "coco"
     if verbose:
-        print(f"COCO weights are not in the torch cache ({coco_weights_file()}), so maskrcnn_resnet50_fpn is "
+        print(f"COCO weights are not in the torch cache ({shown(coco_weights_file())}), so maskrcnn_resnet50_fpn is "
               "built with random weights (weights=None, weights_backbone=None); its shapes are the same.")
     return maskrcnn_resnet50_fpn(weights=None, weights_backbone=None), "random"
 

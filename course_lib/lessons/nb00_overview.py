@@ -198,12 +198,13 @@ def detect_on_photo(model, photo: torch.Tensor, device: torch.device | str = "cp
 def photo_note(source: str, weights_file) -> str:
     """One sentence for the learner: with COCO weights what the photos show, without them how to get them."""
     from course_lib.detection.course_model import GET_COCO_WEIGHTS
+    from course_lib.utils.paths import shown
 
     if source == "coco":
         return ("torchvision's COCO model on three photographs: it knows 80 everyday classes, "
                 "so people, cups and cats are what it was trained to find.")
     return ("With torchvision's COCO weights you would see the astronaut, the cup and the cat found and named "
-            "here; to get them, " + GET_COCO_WEIGHTS.format(path=weights_file) + ".")
+            "here; to get them, " + GET_COCO_WEIGHTS.format(path=shown(weights_file)) + ".")
 
 
 def describe_photo_results(results: dict, class_names: list[str], score_threshold: float = 0.5,

@@ -41,6 +41,7 @@ from course_lib.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from course_lib.utils.paths import shown
 from course_lib.utils.ui import progress_bar
 
 
@@ -227,7 +228,7 @@ def fit(model, dataset, *, epochs: int, batch_size: int, device, out_dir: str | 
             torch.manual_seed(seed + rank + 1000 * (ckpt["epoch"] + 1))
         history, start = list(ckpt["history"]), ckpt["epoch"] + 1
         if epoch_lines:
-            print(f"resumed from {ckpt_path} after epoch {ckpt['epoch']}")
+            print(f"resumed from {shown(ckpt_path)} after epoch {ckpt['epoch']}")
     else:
         torch.manual_seed(seed + rank)  # other augmentation draws in every process
     for epoch in range(start, epochs):

@@ -15,3 +15,16 @@ CHECKPOINT = DATA_DIR / "course_maskrcnn.pt"
 PROVENANCE = DATA_DIR / "course_maskrcnn.json"
 # Training runs and the files a notebook writes (one folder per notebook), not in git.
 RUNS_DIR = Path(os.environ.get("COURSE_RUNS_DIR", REPO_ROOT / "runs"))
+
+
+def shown(path: str | os.PathLike) -> str:
+    """``path`` as a message shows it, the same on every machine: relative to the course's folder when inside it,
+    ``~/...`` under the home folder, else as it is. Stored outputs then name no one's machine."""
+    path = Path(path)
+    for base, prefix in ((REPO_ROOT, None), (Path.home(), Path("~"))):
+        try:
+            relative = path.relative_to(base)
+        except ValueError:
+            continue
+        return str(prefix / relative if prefix else relative)
+    return str(path)

@@ -57,3 +57,13 @@ def test_course_runs_dir_moves_only_the_runs(tmp_path):
     both = paths_in_subprocess(tmp_path, COURSE_RUNS_DIR=str(runs), COURSE_DATA_DIR=str(tmp_path / "d"))
     assert (both["RUNS_DIR"], both["DATA_DIR"]) == (runs, tmp_path / "d")
     assert not runs.exists()
+
+
+def test_shown_puts_the_home_folder_as_a_tilde_and_leaves_other_paths(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from course_lib.utils.paths import shown
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert shown(tmp_path / ".cache" / "torch" / "w.pth") == str(Path("~", ".cache", "torch", "w.pth"))
+    assert shown("/usr/share/x") == "/usr/share/x"
