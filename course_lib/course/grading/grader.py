@@ -94,6 +94,8 @@ def _error_report(path: Path, notebook: str, reason: str) -> dict:
 
 def _run_notebook(sub: Submission, work: Path, options: GradeOptions):
     """Run the submitted notebook on a copy (isolated unless told otherwise); its ``Run``."""
+    import copy as copy_module
+
     import nbformat
 
     from course_lib.course.sandbox import execute_notebook
@@ -106,7 +108,7 @@ def _run_notebook(sub: Submission, work: Path, options: GradeOptions):
         shutil.copytree(sub.data_dir, work / "data", symlinks=True)  # checked before: no links inside
     env = {"COURSE_RUNS_DIR": str(work / "runs"), "COURSE_PROGRESS_FILE": str(work / "progress.json"),
            "OMP_NUM_THREADS": str(options.threads), "MKL_NUM_THREADS": str(options.threads)}
-    nb = nbformat.read(copy, as_version=4)
+    nb = copy_module.deepcopy(sub.nb)  # the run writes outputs into it; the submission stays as read
     if not options.sandboxed:
         return execute_notebook(nb, work, timeout=options.timeout, env=env, max_output_bytes=MAX_OUTPUT_BYTES)
     course = Path(__file__).resolve().parents[2]
@@ -166,10 +168,11 @@ def read_all(paths: list[Path], course: Course) -> tuple[list[Submission], list[
     subs, refused = [], []
     known = set(course.exercises) | {q.notebook for q in course.questions.values()}
     for p in paths:
+        name = "?"
         try:
-            subs.append(read_submission(Path(p), notebook_name(Path(p), known)))
+            name = notebook_name(Path(p), known)
+            subs.append(read_submission(Path(p), name))
         except SubmissionError as exc:
-            name = next((n for n in sorted(known, key=len, reverse=True) if Path(p).stem.startswith(n)), "?")
             refused.append(_error_report(Path(p), name, f"not graded: {exc}"))
     return subs, refused
 
