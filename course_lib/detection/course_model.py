@@ -76,6 +76,11 @@ class CourseModelSpec:
     box_roi_output_size: int = 7
     mask_roi_output_size: int = 14
     roi_sampling_ratio: int = 2
+    # FPN level of a RoI: floor(canonical_level + log2(sqrt(area) / canonical_scale)), clamped to P2..P5.
+    # The defaults are torchvision's (sized for COCO's 224-px ImageNet objects) and what model files written
+    # before these fields mean; COURSE_SPEC sets 56 so the shapes' 14-61 px objects spread over P2..P4.
+    roi_canonical_scale: int = 224
+    roi_canonical_level: int = 4
     box_representation: int = 256
     box_score_thresh: float = 0.05
     box_nms_thresh: float = 0.5
@@ -128,7 +133,7 @@ class CourseModelSpec:
         return type(self).from_config({**base, **changes})
 
 
-COURSE_SPEC = CourseModelSpec()
+COURSE_SPEC = CourseModelSpec(roi_canonical_scale=56)
 # The spec as a dict (the names the notebooks use: COURSE_CONFIG["anchor_sizes"]); the spec is the source.
 COURSE_CONFIG = COURSE_SPEC.to_config()
 
@@ -186,7 +191,9 @@ def build_mask_rcnn(spec: CourseModelSpec | Mapping | None = None, *, parts: Mod
         rpn_bg_iou_thresh=spec.rpn_bg_iou_thresh, rpn_batch_size_per_image=spec.rpn_batch_size_per_image,
         rpn_positive_fraction=spec.rpn_positive_fraction, rpn_score_thresh=spec.rpn_score_thresh,
         box_roi_pool=parts.roi_pool(featmap_names=FPN_LEVELS, output_size=spec.box_roi_output_size,
-                                    sampling_ratio=spec.roi_sampling_ratio),
+                                    sampling_ratio=spec.roi_sampling_ratio,
+                                    canonical_scale=spec.roi_canonical_scale,
+                                    canonical_level=spec.roi_canonical_level),
         box_head=parts.box_head(in_channels=c * spec.box_roi_output_size ** 2,
                                 representation_size=spec.box_representation),
         box_predictor=parts.box_predictor(in_channels=spec.box_representation, num_classes=k),
@@ -195,7 +202,9 @@ def build_mask_rcnn(spec: CourseModelSpec | Mapping | None = None, *, parts: Mod
         box_bg_iou_thresh=spec.box_bg_iou_thresh, box_batch_size_per_image=spec.box_batch_size_per_image,
         box_positive_fraction=spec.box_positive_fraction, bbox_reg_weights=tuple(spec.bbox_reg_weights),
         mask_roi_pool=parts.roi_pool(featmap_names=FPN_LEVELS, output_size=spec.mask_roi_output_size,
-                                     sampling_ratio=spec.roi_sampling_ratio),
+                                     sampling_ratio=spec.roi_sampling_ratio,
+                                    canonical_scale=spec.roi_canonical_scale,
+                                    canonical_level=spec.roi_canonical_level),
         mask_head=parts.mask_head(in_channels=c, layers=[spec.mask_channels] * spec.mask_layers,
                                   dilation=spec.mask_dilation),
         mask_predictor=parts.mask_predictor(in_channels=spec.mask_channels, dim_reduced=spec.mask_channels,
