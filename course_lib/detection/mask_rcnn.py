@@ -139,31 +139,7 @@ class MaskRCNN(nn.Module):
         self.paste_mask = paste_mask_in_image  # pluggable
 
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None):
-        if self.training:
-            if targets is None:
-                raise ValueError("targets should not be none when in training mode")
-            for i, t in enumerate(targets):
-                if not isinstance(t.get("boxes"), Tensor) or t["boxes"].dim() != 2 or t["boxes"].shape[-1] != 4:
-                    shape = tuple(t["boxes"].shape) if isinstance(t.get("boxes"), Tensor) else type(t.get("boxes"))
-                    raise ValueError(f"Expected target boxes to be a tensor of shape [N, 4], got {shape} "
-                                     f"(target {i}).")
-        original_image_sizes = [tuple(img.shape[-2:]) for img in images]
-        images, targets = self.transform(images, targets)
-        if targets is not None:
-            for i, t in enumerate(targets):
-                degenerate = (t["boxes"][:, 2:] <= t["boxes"][:, :2]).any(dim=1)
-                if degenerate.any():
-                    box = t["boxes"][torch.where(degenerate)[0][0]].tolist()
-                    raise ValueError("All bounding boxes should have positive height and width. "
-                                     f"Found invalid box {box} for target at index {i}.")
-        features = self.backbone(images.tensors)
-        if isinstance(features, Tensor):
-            features = OrderedDict([("0", features)])
-        proposals, proposal_losses = self.rpn(images, features, targets)
-        detections, detector_losses = self.roi_heads(features, proposals, images.image_sizes, targets)
-        if self.training:
-            return {**detector_losses, **proposal_losses}
-        return self.postprocess(detections, images.image_sizes, original_image_sizes)
+        return forward_from_stages(self, images, targets, postprocess=self.postprocess)
 
     def postprocess(self, detections: list[dict], image_shapes, original_image_sizes) -> list[dict]:
         """Boxes back to the input image's pixels; each (1, 28, 28) mask pasted into its box there."""
@@ -180,6 +156,44 @@ class MaskRCNN(nn.Module):
         if len(masks) == 0:
             return masks.new_zeros((0, 1, *image_shape))
         return torch.stack([self.paste_mask(m[0], b, image_shape) for m, b in zip(masks, boxes, strict=True)])[:, None]
+
+
+def forward_from_stages(model: nn.Module, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None,
+                        postprocess=None):
+    """A Mask R-CNN's ``forward`` from its stages: torchvision's ``GeneralizedRCNN.forward`` as a function of any
+    model with its attribute names (``transform``, ``backbone``, ``rpn``, ``roi_heads``), torchvision's or the course's.
+
+    Training (``model.training``): the five losses, the RPN's and the RoI heads', in one dict. Evaluation: one dict
+    per image (``boxes`` (D, 4) in the input image's pixels, ``labels``, ``scores``, ``masks`` (D, 1, H, W)).
+    ``postprocess(detections, resized_sizes, original_sizes)`` defaults to ``model.transform.postprocess`` (boxes
+    scaled back, masks pasted); the course's ``MaskRCNN`` passes its own, whose mask pasting is pluggable.
+    Notebook 07's assembly exercise writes this function.
+    """
+    if model.training:
+        if targets is None:
+            raise ValueError("targets should not be none when in training mode")
+        for i, t in enumerate(targets):
+            if not isinstance(t.get("boxes"), Tensor) or t["boxes"].dim() != 2 or t["boxes"].shape[-1] != 4:
+                shape = tuple(t["boxes"].shape) if isinstance(t.get("boxes"), Tensor) else type(t.get("boxes"))
+                raise ValueError(f"Expected target boxes to be a tensor of shape [N, 4], got {shape} "
+                                 f"(target {i}).")
+    original_image_sizes = [tuple(img.shape[-2:]) for img in images]
+    images, targets = model.transform(images, targets)
+    if targets is not None:
+        for i, t in enumerate(targets):
+            degenerate = (t["boxes"][:, 2:] <= t["boxes"][:, :2]).any(dim=1)
+            if degenerate.any():
+                box = t["boxes"][torch.where(degenerate)[0][0]].tolist()
+                raise ValueError("All bounding boxes should have positive height and width. "
+                                 f"Found invalid box {box} for target at index {i}.")
+    features = model.backbone(images.tensors)
+    if isinstance(features, Tensor):
+        features = OrderedDict([("0", features)])
+    proposals, proposal_losses = model.rpn(images, features, targets)
+    detections, detector_losses = model.roi_heads(features, proposals, images.image_sizes, targets)
+    if model.training:
+        return {**detector_losses, **proposal_losses}
+    return (postprocess or model.transform.postprocess)(detections, images.image_sizes, original_image_sizes)
 
 
 # ------------------------------------------------------------------------------------------ plugging in

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from course_lib.data.shapes import shapes_sample  # noqa: F401 (lesson.shapes_sample in the notebook)
 from course_lib.detection.mask_rcnn import PLUGGABLE, STAGE_FUNCTIONS, MaskRCNN, wrapped_stage_functions
-from course_lib.lessons.draw import colour, draw_instances, plot_boxes
+from course_lib.lessons.draw import PALETTE, colour, draw_instances, plot_boxes, with_alt
 from course_lib.training.engine import train_steps  # noqa: F401 (lesson.train_steps in the notebook)
 
 # The model's parts (attribute paths) and the notebook that opens each one up.
@@ -107,6 +107,11 @@ def _eval_mode(model: nn.Module):
             module.training = mode
 
 
+# The stage functions the trace records: the model's, and the box pooler's level assignment (which FPN level
+# each proposal is pooled from).
+TRACED_FUNCTIONS = (*STAGE_FUNCTIONS, "roi_heads.box_roi_pool.assign_fpn_levels")
+
+
 def record_forward(model: MaskRCNN, image: Tensor) -> tuple[dict, dict[str, object]]:
     """``model([image])`` once, in eval mode, recording what every stage returns: forward hooks on
     ``TRACED_MODULES``, recording wrappers around ``STAGE_FUNCTIONS`` (whatever is plugged in there). Returns the
@@ -128,7 +133,7 @@ def record_forward(model: MaskRCNN, image: Tensor) -> tuple[dict, dict[str, obje
     try:
         for path in TRACED_MODULES:
             handles.append(model.get_submodule(path).register_forward_hook(hook(path)))
-        with _eval_mode(model), torch.no_grad(), wrapped_stage_functions(model, wrap, STAGE_FUNCTIONS):
+        with _eval_mode(model), torch.no_grad(), wrapped_stage_functions(model, wrap, TRACED_FUNCTIONS):
             output = model([image])[0]
     finally:
         for handle in handles:
@@ -172,6 +177,13 @@ def trace(model: MaskRCNN, image: Tensor) -> Trace:
           "proposals")
     t.values["proposal_scores"] = scores[0]
 
+    levels = seen["roi_heads.box_roi_pool.assign_fpn_levels"]
+    pool = heads.box_roi_pool
+    k_min = 2  # P2 is the pooler's finest map
+    counts = ", ".join(f"P{k_min + i} {int((levels == i).sum())}" for i in range(len(pool.featmap_names)))
+    t.add("box_roi_pool.assign_fpn_levels", "levels", levels,
+          f"each proposal's level (canonical scale {pool.canonical_scale}): {counts}")
+    t.values["proposal_levels"] = levels + k_min
     t.add("roi_heads.box_roi_pool", "box_features", seen["roi_heads.box_roi_pool"],
           "RoIAlign: a 7x7 patch per proposal, from its level")
     t.add("roi_heads.box_head", "box_vectors", seen["roi_heads.box_head"], "flatten, fc6 + ReLU, fc7 + ReLU")
@@ -217,15 +229,15 @@ def trace_figure(tr: Trace, class_names: list[str], n_proposals: int = 20, score
     image, out = tr.values["image"], tr.values["output"]
     fig, axes = plt.subplots(1, 4, figsize=(4 * size, size + 0.6))
     anchors, levels = anchors_at_centre(tr)
-    level_colours = ["#e6194b", "#f58231", "#3cb44b", "#4363d8", "#911eb4"]
+    level_colours = [PALETTE[i] for i in (1, 4, 2, 3, 5)]  # vermillion, orange, green, blue, purple
     plot_boxes(axes[0], image, anchors, [level_colours[v] for v in levels], lw=1.0,
-               title=f"anchors of the middle cell (of {len(tr.values['anchors'])}),\nP2 red to P6 purple")
+               title=f"anchors of the middle cell (of {len(tr.values['anchors'])}),\nP2 vermillion to P6 purple")
     axes[0].set_xlim(-100, image.shape[-1] + 100)
     axes[0].set_ylim(image.shape[-2] + 100, -100)
     axes[0].axis("on")
     axes[0].tick_params(labelsize=7)
     props = tr.values["proposals"][:n_proposals]
-    plot_boxes(axes[1], image, props, ["#ffe119"] * len(props), lw=0.9,
+    plot_boxes(axes[1], image, props, [PALETTE[7]] * len(props), lw=0.9,
                title=f"the {len(props)} best proposals\n(of {len(tr.values['proposals'])})")
     keep = out["scores"] >= score_threshold
     boxes, labels, scores = out["boxes"][keep], out["labels"][keep], out["scores"][keep]
@@ -237,7 +249,14 @@ def trace_figure(tr: Trace, class_names: list[str], n_proposals: int = 20, score
     axes[3].set_title("their masks, pasted\nand thresholded at 0.5", fontsize=9)
     axes[3].axis("off")
     fig.tight_layout()
-    return fig
+    found = ", ".join(f"{class_names[v]} {s:.2f}" for v, s in zip(labels.tolist(), scores.tolist(), strict=True))
+    return with_alt(fig, f"Four views of the traced {image.shape[-1]} by {image.shape[-2]} image. 1: the anchors of "
+                         f"the middle cell of every level ({len(anchors)} boxes, of {len(tr.values['anchors'])} "
+                         "anchors), small for P2 and larger than the image for P6. 2: the best "
+                         f"{len(props)} of {len(tr.values['proposals'])} proposals, in yellow, gathered on the "
+                         f"objects. 3: the {int(keep.sum())} detections with a score of at least {score_threshold}"
+                         + (f": {found}" if found else "") + ". 4: their masks pasted into the image and "
+                         "thresholded at 0.5.")
 
 
 # ------------------------------------------------------------------------------------------ comparing
@@ -302,8 +321,8 @@ def plot_two_curves(curves: dict[str, list[float]], first: int = 20, k: int = 10
     fig, axes = plt.subplots(1, 2, figsize=(2.6 * size, size))
     n = min(first, len(a))
     x = np.arange(1, n + 1)
-    axes[0].plot(x, a[:n], "o-", color="#4363d8", lw=1.6, ms=4, label=name_a)
-    axes[0].plot(x, b[:n], "x--", color="#e6194b", lw=1.2, ms=5, label=name_b)
+    axes[0].plot(x, a[:n], "o-", color=PALETTE[3], lw=1.6, ms=4, label=name_a)
+    axes[0].plot(x, b[:n], "x--", color=PALETTE[1], lw=1.2, ms=5, label=name_b)
     split = first_divergence(a, b)
     if split is not None and split <= n:
         axes[0].axvline(split - 0.5, color="#999999", ls=":", lw=1)
@@ -312,8 +331,8 @@ def plot_two_curves(curves: dict[str, list[float]], first: int = 20, k: int = 10
     axes[0].set_title(f"every step, the first {n}", fontsize=9)
     k = max(1, min(k, len(a)))  # a run shorter than the window is averaged over all its steps, as smooth() does
     xs = np.arange(k, len(a) + 1)
-    axes[1].plot(xs, smooth(a, k), color="#4363d8", lw=1.6, label=name_a)
-    axes[1].plot(xs, smooth(b, k), color="#e6194b", lw=1.2, ls="--", label=name_b)
+    axes[1].plot(xs, smooth(a, k), color=PALETTE[3], lw=1.6, label=name_a)
+    axes[1].plot(xs, smooth(b, k), color=PALETTE[1], lw=1.2, ls="--", label=name_b)
     axes[1].set_title(f"all {len(a)} steps, running mean over {k}", fontsize=9)
     for ax in axes:
         ax.set_xlabel("training step", fontsize=8)
@@ -322,7 +341,11 @@ def plot_two_curves(curves: dict[str, list[float]], first: int = 20, k: int = 10
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
-    return fig
+    parting = (f"the two curves coincide for the first {split - 1} steps and part at step {split}"
+               if split is not None else f"the two curves coincide for all {len(a)} steps")
+    return with_alt(fig, f"Two line charts of the total training loss of {name_a} (blue, solid, circles) and "
+                         f"{name_b} (vermillion, dashed, crosses). Left: every step of the first {n}; {parting}. "
+                         f"Right: all {len(a)} steps as a running mean over {k}, where the two lines lie together.")
 
 
 #: The stages ``record_forward`` records, in the order the eval forward runs them.
@@ -365,3 +388,37 @@ def first_parting(reference: MaskRCNN, yours: MaskRCNN, image: Tensor, atol: flo
             if difference is not None:
                 return stage, difference
     return None
+
+
+@contextlib.contextmanager
+def sampled_positives(model: nn.Module):
+    """``with sampled_positives(model) as counts:`` each training forward of ``model`` (torchvision's or the
+    course's) appends ``{"rpn": n, "roi": m}``: how many positive anchors the RPN's sampler drew, and how many positive
+    proposals the RoI heads' sampler drew, over the batch. The samplers are restored on exit."""
+    counts: list[dict[str, int]] = []
+    owners = {"rpn": model.rpn, "roi": model.roi_heads}
+    saved = {key: owner.fg_bg_sampler for key, owner in owners.items()}
+
+    def recording(key, sample):
+        def recorded(matched_idxs):
+            positive, negative = sample(matched_idxs)
+            n = int(sum(int(p.sum()) for p in positive))
+            if key == "rpn":  # the RPN samples first in every training forward
+                counts.append({"rpn": n})
+            else:
+                counts[-1]["roi"] = n
+            return positive, negative
+        return recorded
+
+    try:
+        for key, owner in owners.items():
+            owner.fg_bg_sampler = recording(key, saved[key])
+        yield counts
+    finally:
+        for key, owner in owners.items():
+            owner.fg_bg_sampler = saved[key]
+
+
+def first_sampling_difference(a: list[dict[str, int]], b: list[dict[str, int]]) -> int | None:
+    """The first step (0-based) whose sampled positive counts differ between two runs, or None."""
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)

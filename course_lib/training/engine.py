@@ -264,12 +264,25 @@ def data_wait(summary: dict) -> float:
     return summary["data_seconds"] / total if total > 0 else 0.0
 
 
+def train_step(model: torch.nn.Module, images: list, targets: list, optimizer) -> dict[str, float]:
+    """One SGD step of a detection model in training mode: the loss dict of ``model(images, targets)``, their sum
+    backpropagated into freshly zeroed gradients, one ``optimizer.step()``. Returns the losses as floats (``loss``
+    their sum). Notebook 07's exercise writes it; ``train_steps`` takes a learner's version as ``step``."""
+    losses = model(images, targets)
+    loss = sum(losses.values())
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return {**{k: v.item() for k, v in losses.items()}, "loss": loss.item()}
+
+
 def train_steps(model: torch.nn.Module, batches: list, lr: float = 0.002, momentum: float = 0.9, seed: int = 0,
-                desc: str = "training", device: torch.device | str = "cpu") -> list[dict[str, float]]:
-    """SGD on ``batches`` (a list of (images, targets)), one step each, from the model's current weights (notebook 07
-    and ``benchmarks/bench_model.py`` train two models side by side with it); the seed is set first, so two
-    models that compute the same numbers draw the same samples. Returns each step's losses (floats, ``loss``
-    their sum)."""
+                desc: str = "training", device: torch.device | str = "cpu",
+                step: Callable = train_step) -> list[dict[str, float]]:
+    """SGD on ``batches`` (a list of (images, targets)), one ``step(model, images, targets, optimizer)`` each, from
+    the model's current weights (notebook 07 and ``benchmarks/bench_model.py`` train two models side by side with
+    it); the seed is set first, so two models that compute the same numbers draw the same samples. Returns each
+    step's losses (floats, ``loss`` their sum)."""
     model.to(device).train()
     torch.manual_seed(seed)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum)
@@ -277,11 +290,6 @@ def train_steps(model: torch.nn.Module, batches: list, lr: float = 0.002, moment
     for images, targets in progress_bar(batches, desc=desc):
         images = [im.to(device) for im in images]
         targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
-        losses = model(images, targets)
-        loss = sum(losses.values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        history.append({**{k: v.item() for k, v in losses.items()}, "loss": loss.item()})
+        history.append(step(model, images, targets, opt))
     model.eval()
     return history

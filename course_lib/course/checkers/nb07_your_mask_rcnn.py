@@ -1,7 +1,15 @@
-"""Checkers for 07_your_mask_rcnn's exercise.
+"""Checkers for 07_your_mask_rcnn's exercises.
 
 * ``check_roi_align_batch``: RoIAlign of a (K, 5) tensor of RoIs over a batch of feature maps, one box at a time
   with notebook 03's one-box function, against ``course_lib.ops.roi_align.roi_align`` (= torchvision's).
+* ``check_mask_rcnn_forward``: the model's forward assembled from its stages (transform, backbone, RPN, RoI heads,
+  postprocess), in training and evaluation mode, against ``detection.mask_rcnn.forward_from_stages``; the model's
+  own ``forward`` is refused while it runs (``nb07_models``).
+* ``check_train_step``: one SGD step (losses, zeroed gradients, backward, step), against
+  ``training.engine.train_step``: the losses it returns and how far the weights moved over two steps.
+
+The notebook checks the last two on the course's model (its own classes, the course checkpoint); the grader on a
+small torchvision Mask R-CNN built in its sandbox (``grading_cases``).
 """
 
 from __future__ import annotations
@@ -9,9 +17,14 @@ from __future__ import annotations
 import torch
 
 from course_lib.course.checkers.core import Case, checker
+from course_lib.course.checkers.nb07_models import forward_output, training_run
+from course_lib.detection.mask_rcnn import forward_from_stages, load_course_mask_rcnn
 from course_lib.ops.roi_align import roi_align, roi_align_one_box
+from course_lib.training.engine import train_step
 
-__all__ = ["check_roi_align_batch"]
+__all__ = ["check_mask_rcnn_forward", "check_roi_align_batch", "check_train_step"]
+
+NOTEBOOK = "07_your_mask_rcnn"
 
 
 def _rois(g: torch.Generator, batch: list[int], size: tuple[int, int], lo: float = 4.0, hi: float = 60.0):
@@ -59,7 +72,7 @@ def _hidden_cases(seed: int) -> list[Case]:
 
 
 check_roi_align_batch = checker(
-    "check_roi_align_batch", roi_align, _cases, notebook="07_your_mask_rcnn", hidden_cases=_hidden_cases,
+    "check_roi_align_batch", roi_align, _cases, notebook=NOTEBOOK, hidden_cases=_hidden_cases,
     given={"roi_align_one_box": roi_align_one_box},
     forbidden=("torchvision.ops.roi_align.roi_align", "course_lib.ops.roi_align.roi_align",
                "course_lib.ops.roi_align._roi_align", "course_lib.detection.mask_rcnn.roi_align_from_one_box",
@@ -68,3 +81,68 @@ check_roi_align_batch = checker(
           "Hint: row r of rois is (batch_index, x1, y1, x2, y2): pool input[int(r[0])] with the box r[1:] by "
           "roi_align_one_box(feature, box, (out_h, out_w), spatial_scale, sampling_ratio), then torch.stack the "
           "K results in the order of the rows."])
+
+
+# ------------------------------------------------------------------------------------------ the forward, assembled
+
+def _course_model():
+    return load_course_mask_rcnn(device="cpu")
+
+
+_TRAINING_HINT = ("In training the targets travel with the images: model.transform(images, targets) resizes both, "
+                  "then model.rpn(images, features, targets) and model.roi_heads(features, proposals, "
+                  "images.image_sizes, targets) each return their losses: return the two dicts merged into one.")
+_SIZES_HINT = ("The transform resized every image to the model's size: keep the input sizes (img.shape[-2:]) before "
+               "it, and end with model.transform.postprocess(detections, images.image_sizes, original_sizes), which "
+               "scales the boxes back and pastes the masks at the input's size.")
+
+
+def _forward_cases(builder) -> list[Case]:
+    return [Case("evaluation: two images, 96x160 and 150x120", (builder, 1, False), hint=_SIZES_HINT),
+            Case("training: the five losses of a batch", (builder, 2, True), hint=_TRAINING_HINT),
+            Case("evaluation: one image of 200x90", (builder, 3, False, ((200, 90),)), hint=_SIZES_HINT)]
+
+
+def _forward_hidden_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    sizes = tuple(tuple(int(v) for v in torch.randint(64, 220, (2,), generator=g)) for _ in range(3))
+    return [Case(f"evaluation: three images {sizes}", ("small_maskrcnn", seed, False, sizes)),
+            Case("training, another batch", ("small_maskrcnn", seed + 1, True, sizes[:2]))]
+
+
+check_mask_rcnn_forward = checker(
+    "check_mask_rcnn_forward", forward_from_stages, lambda: _forward_cases(_course_model), notebook=NOTEBOOK,
+    atol=1e-5, adapter=forward_output, prelude="course_lib.course.checkers.nb07_models", allow=("torchvision",),
+    grading_cases=lambda: _forward_cases("small_maskrcnn"), hidden_cases=_forward_hidden_cases,
+    forbidden=("course_lib.detection.mask_rcnn.forward_from_stages",),
+    hint=["The stages, in order: model.transform (resize, normalise, batch: an ImageList and the resized targets), "
+          "model.backbone(images.tensors) (the FPN's dict of maps), model.rpn(images, features, targets) "
+          "(proposals, losses), model.roi_heads(features, proposals, images.image_sizes, targets) (detections, "
+          "losses).",
+          "Then two endings: in training (model.training) return {**detector_losses, **proposal_losses}; in "
+          "evaluation return model.transform.postprocess(detections, images.image_sizes, original_image_sizes)."])
+
+
+# ------------------------------------------------------------------------------------------ one training step
+
+_ZERO_GRAD_HINT = ("Over two steps the weights moved by another amount than the reference's: PyTorch adds each "
+                   "backward's gradients to .grad, so zero them (optimizer.zero_grad()) before loss.backward(), then "
+                   "optimizer.step() once.")
+
+
+def _step_cases(builder) -> list[Case]:
+    return [Case("two steps: the losses returned, as floats", (builder, 4, "returned"), hint=(
+                "Return what you computed as Python floats ({name: value.item()}), every loss term and 'loss', "
+                "their sum, the number backward() started from.")),
+            Case("two steps: how far the weights moved", (builder, 5, "moved"), hint=_ZERO_GRAD_HINT)]
+
+
+check_train_step = checker(
+    "check_train_step", train_step, lambda: _step_cases(_course_model), notebook=NOTEBOOK, atol=1e-6,
+    adapter=training_run, prelude="course_lib.course.checkers.nb07_models", allow=("torchvision",),
+    grading_cases=lambda: _step_cases("small_maskrcnn"),
+    hidden_cases=lambda seed: [Case("two steps on another batch", ("small_maskrcnn", seed))],
+    forbidden=("course_lib.training.engine.train_step",),
+    hint=["In training mode model(images, targets) returns a dict of losses; their sum is the loss to minimise.",
+          "The step: optimizer.zero_grad(), loss.backward(), optimizer.step(); return {**losses as floats, "
+          "'loss': the sum as a float}."])

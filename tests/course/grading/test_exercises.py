@@ -221,3 +221,47 @@ def test_cases_and_adapters_reach_the_probe_as_plain_data(tmp_path):
         rows, _ = grade_exercises(cells, [(check, 1.0)], work, 3, True, 120, Limits())
         assert rows[0]["status"] == "pass", rows
     assert isinstance(check.grading_cases()[0], Case)
+
+
+def test_notebook_07s_assembly_exercises_grade_the_solution_and_fail_shortcuts_and_bugs(tmp_path):
+    """07's forward from its stages and training step run on a torchvision model built inside the sandbox: the
+    solution passes; torchvision's whole forward called by hand, a forward that never scales boxes back, and a step
+    that never zeroes the gradients fail. (tests/course/test_checkers_nb07.py tries more mistakes in-process.)"""
+    import nbformat
+
+    cells = nbformat.read(REPO_ROOT / "solutions" / "07_your_mask_rcnn.ipynb", as_version=4).cells
+    expected = [(checkers.check_mask_rcnn_forward, 1.0), (checkers.check_train_step, 1.0)]
+    work = tmp_path / "solution"
+    work.mkdir()
+    rows, _ = grade_exercises(cells, expected, work, 3, True, 240, Limits())
+    assert [r["status"] for r in rows] == ["pass", "pass"], rows
+
+    by_hand = ("from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN\n"
+               "def mask_rcnn_forward(model, images, targets=None):\n"
+               "    return GeneralizedRCNN.forward(model, images, targets)\n"
+               "mask_rcnn_forward = check_mask_rcnn_forward(mask_rcnn_forward)")
+    unscaled = """
+def mask_rcnn_forward(model, images, targets=None):
+    images, targets = model.transform(images, targets)
+    features = model.backbone(images.tensors)
+    proposals, proposal_losses = model.rpn(images, features, targets)
+    detections, detector_losses = model.roi_heads(features, proposals, images.image_sizes, targets)
+    if model.training:
+        return {**detector_losses, **proposal_losses}
+    return model.transform.postprocess(detections, images.image_sizes, images.image_sizes)
+mask_rcnn_forward = check_mask_rcnn_forward(mask_rcnn_forward)
+"""
+    no_zero_grad = """
+def train_step(model, images, targets, optimizer):
+    losses = model(images, targets)
+    loss = sum(losses.values())
+    loss.backward()
+    optimizer.step()
+    return {**{k: v.item() for k, v in losses.items()}, "loss": loss.item()}
+train_step = check_train_step(train_step)
+"""
+    rows = grade(tmp_path, by_hand, no_zero_grad, expected=expected, timeout=240)
+    assert [r["points"] for r in rows] == [0.0, 0.0] and rows[0]["status"] == "fail", rows
+    assert "moved" in rows[1]["message"], rows
+    rows = grade(tmp_path, unscaled, expected=expected[:1], timeout=240)
+    assert rows[0]["points"] == 0.0 and "evaluation" in rows[0]["message"], rows
