@@ -95,7 +95,7 @@ def main(argv=None) -> dict:
           f"bbox AP {metrics['bbox']['AP']:.3f}  AP50 {metrics['bbox']['AP50']:.3f}")
     if args.export:
         provenance = {
-            "command": "./course train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+            "command": " ".join(["./course train", *map(shlex.quote, sys.argv[1:] if argv is None else argv)]),
             "args": {**vars(args), "export": _repo_relative(export)}, "seed": args.seed,
             "data": {"train": {"split": "train", "num_images": args.train_images, "seed": 0},
                      "val": {"split": "val", "num_images": args.val_images, "seed": 1},
