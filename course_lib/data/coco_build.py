@@ -16,8 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from course_lib.data.errors import CocoFormatError
-from course_lib.data.mask_files import ImageFileError, MaskFileError, image_size, read_mask_file
+from course_lib.data.image_files import ImageHeader
+from course_lib.data.labels import label_key
+from course_lib.data.mask_files import ImageFileError, MaskFileError, image_header, read_mask_file
 from course_lib.data.masks import mask_to_annotation
+from course_lib.data.notes import print_notes
 from course_lib.utils.files import write_json_atomic
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -97,6 +100,10 @@ def _normalise_categories(categories: str | Sequence[str | dict]) -> list[dict]:
         values = [c[key] for c in cats]
         if len(set(values)) != len(values):
             raise ValueError(f"duplicate category {key}s in {values}")
+    keys = [label_key(c["name"]) for c in cats]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"category names {[c['name'] for c in cats]} differ only in case or surrounding spaces: "
+                         "annotation tools let such spellings slip in for one class; give each class one name")
     return cats
 
 
@@ -109,11 +116,12 @@ def _utf8_name(path: Path, problems: list[str]) -> bool:
         return False
 
 
-def _read_mask(path: Path, size: tuple[int, int], image: Path, problems: list[str], kind: str = "binary",
+def _read_mask(path: Path, header: ImageHeader, image: Path, problems: list[str], kind: str = "binary",
                allow_tiny: bool = False) -> np.ndarray | None:
-    """A mask after the rules of ``mask_files`` (bool for ``kind="binary"``), or ``None`` with a problem."""
+    """A mask after the rules of ``mask_files`` (bool for ``kind="binary"``), sized as the upright image
+    ``header`` says, or ``None`` with a problem."""
     try:
-        return read_mask_file(path, kind, size, allow_tiny)
+        return read_mask_file(path, kind, header[:2], allow_tiny, header.orientation)
     except MaskFileError as e:
         problems.append(str(e).replace("but its image is", f"but its image {image.name} is"))
         return None
@@ -142,7 +150,7 @@ def _read_sidecar(path: Path, cat_ids: dict[str, int], problems: list[str]) -> d
     return labels if len(problems) == before else None
 
 
-def _id_png_instances(image: Path, mask_dir: Path, size, cat_ids, problems, allow_tiny=False):
+def _id_png_instances(image: Path, mask_dir: Path, header, cat_ids, problems, allow_tiny=False):
     """Layout "id_png": ``mask_dir/<stem>.png`` instance ids, ``mask_dir/<stem>.json`` their categories."""
     path = mask_dir / f"{image.stem}.png"
     if not path.exists():
@@ -151,7 +159,7 @@ def _id_png_instances(image: Path, mask_dir: Path, size, cat_ids, problems, allo
         return
     sidecar = path.with_suffix(".json")
     # Ids a sidecar lists are meant; without one, tiny ids beside big ones are taken for compression noise.
-    ids = _read_mask(path, size, image, problems, "ids", allow_tiny or sidecar.exists())
+    ids = _read_mask(path, header, image, problems, "ids", allow_tiny or sidecar.exists())
     present = [] if ids is None else [int(k) for k in np.unique(ids) if k != 0]
     if sidecar.exists():
         labels = _read_sidecar(sidecar, cat_ids, problems)
@@ -176,7 +184,7 @@ def _id_png_instances(image: Path, mask_dir: Path, size, cat_ids, problems, allo
 _INSTANCE_NAME = re.compile(r"(?P<k>\d+)(?:_(?P<category>.+?))?(?P<crowd>_crowd)?")
 
 
-def _per_instance_pngs(image: Path, mask_dir: Path, size, cat_ids, problems, allow_tiny=False):
+def _per_instance_pngs(image: Path, mask_dir: Path, header, cat_ids, problems, allow_tiny=False):
     """Layout "per_instance": ``mask_dir/<stem>/<k>_<category>.png``, one binary PNG per instance."""
     folder = mask_dir / image.stem
     if not folder.is_dir():
@@ -204,7 +212,7 @@ def _per_instance_pngs(image: Path, mask_dir: Path, size, cat_ids, problems, all
             found[int(match["k"])] = (path, cat_ids[name], int(bool(match["crowd"])))
     for k in sorted(found):
         path, cat, crowd = found[k]
-        mask = _read_mask(path, size, image, problems)
+        mask = _read_mask(path, header, image, problems)
         if mask is not None and not mask.any():
             problems.append(f"{path}: instance {k} has no pixels (an empty mask)")
         elif mask is not None:
@@ -223,7 +231,7 @@ def _flat_name(name: str, stems, cat_ids) -> tuple[str, str, int] | None:
     return None
 
 
-def _flat_pngs(image: Path, mask_dir: Path, size, cat_ids, problems, allow_tiny=False):
+def _flat_pngs(image: Path, mask_dir: Path, header, cat_ids, problems, allow_tiny=False):
     """Layout "flat": ``mask_dir/<stem>_<category>_<k>.png``, one binary PNG per instance, all in one folder."""
     found = []
     for path in sorted(mask_dir.glob(f"{glob_escape(image.stem)}_*")):
@@ -232,7 +240,7 @@ def _flat_pngs(image: Path, mask_dir: Path, size, cat_ids, problems, allow_tiny=
             continue  # reported by the check for files that match no image
         found.append((parsed[2], parsed[1], path))
     for k, cat, path in sorted(found):
-        mask = _read_mask(path, size, image, problems, "binary")
+        mask = _read_mask(path, header, image, problems, "binary")
         if mask is not None and not mask.any():
             problems.append(f"{path}: instance {k} has no pixels (an empty mask)")
         elif mask is not None:
@@ -271,6 +279,12 @@ def build_coco_dataset(image_dir: str | Path, mask_dir: str | Path, out_file: st
     one the layout reads: a mask file that matches no rule (a ``.jpg`` among the ``.png`` masks, a
     name without its image) is a problem, never skipped.
 
+    Photos are read upright (EXIF Orientation applied; ``width``/``height`` are the upright ones) and a
+    mask must have the upright size: one with the photo's stored size instead (a tag 5-8 swaps the sides)
+    is a problem naming "EXIF Orientation N"; where the size cannot tell (tags 2-4, square photos) the mask
+    is taken as upright and a printed note lists those photos. A palette PNG holding VOC's void index 255
+    given as an id mask is refused with a pointer to ``coco build voc``.
+
     ``categories``: names (ids 1, 2, ... in that order) or COCO category dicts. ``encoding``:
     ``"rle"`` or ``"polygon"`` (exact; crowd regions stay RLE). Annotation ids are 1, 2, ... in
     image and instance order.
@@ -300,15 +314,17 @@ def build_coco_dataset(image_dir: str | Path, mask_dir: str | Path, out_file: st
         if p.stem in stems:
             problems.append(f"{p}: same stem as {stems[p.stem].name}; masks are matched by stem")
         stems[p.stem] = p
-    images, annotations = [], []
+    images, annotations, unsure = [], [], []
     for image_id, path in enumerate(paths, start=1):
         try:
-            h, w = image_size(path)
+            header = image_header(path)
         except ImageFileError as e:
             problems.append(str(e))
             continue
-        images.append({"id": image_id, "file_name": path.name, "height": h, "width": w})
-        for mask, cat, crowd in LAYOUTS[layout](path, mask_dir, (h, w), cat_ids, problems, allow_tiny):
+        if header.frame_ambiguous:
+            unsure.append(f"{path.name} ({header.orientation})")
+        images.append({"id": image_id, "file_name": path.name, "height": header.height, "width": header.width})
+        for mask, cat, crowd in LAYOUTS[layout](path, mask_dir, header, cat_ids, problems, allow_tiny):
             annotations.append(mask_to_annotation(mask, len(annotations) + 1, image_id, cat, encoding, crowd))
     # Masks without an image are a mistake too (a typo in a name, a missing image), and so is any
     # file that is not a mask of the layout (a .jpg among the .png masks).
@@ -331,5 +347,9 @@ def build_coco_dataset(image_dir: str | Path, mask_dir: str | Path, out_file: st
                             "remove or rename it")
     if problems:
         raise CocoFormatError(f"{len(problems)} problem(s) building {out_file}; nothing written:", problems)
+    if unsure:
+        shown = ", ".join(unsure[:5]) + (f" and {len(unsure) - 5} more" if len(unsure) > 5 else "")
+        print_notes([f"{len(unsure)} photo(s) with an EXIF Orientation tag (in brackets) were read upright and "
+                     f"their masks taken as drawn on the upright photo (the sizes look alike either way): {shown}"])
     coco = {"info": info or {}, "images": images, "annotations": annotations, "categories": cats}
     return write_json_atomic(coco, out_file)

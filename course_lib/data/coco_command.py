@@ -9,7 +9,10 @@ Taught in: 05_coco_dataset
     ./course coco validate my/annotations_val.json --against my/annotations_train.json
 
 ``--split F`` also writes ``<out>_train.json`` and ``<out>_val.json``: a fraction F of the images (at least
-one), drawn with ``--seed``, for validation. Every file is validated before it is written.
+one), drawn with ``--seed``, for validation. Every file is validated before it is written, and the command
+says what it holds: images, objects and ignore regions (``iscrowd=1``: crowds, VOC's difficult objects),
+which training sets aside and evaluation ignores detections on. Notes and warnings (merged label
+spellings, skipped LabelMe lines and points, photos read upright by their EXIF Orientation) come first.
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ def parse_args(argv):
     b.add_argument("--split", type=float, default=None, metavar="F",
                    help="also write <out>_train.json and <out>_val.json with a fraction F of images for val")
     b.add_argument("--seed", type=int, default=0, help="seed of the --split draw")
+    b.add_argument("--crowd-as-objects", action="store_true",
+                   help="coco: make every crowd region (iscrowd=1) an object; CVAT marks each mask it exports "
+                        "iscrowd=1, crowd or not")
     v = sub.add_parser("validate", help="check a COCO file and its images; exit 1 on any problem")
     v.add_argument("file")
     v.add_argument("--images", help="image folder (default: image_root_of the file)")
@@ -63,6 +69,8 @@ def build(args) -> list[Path]:
     message = ""
     if not src.exists():
         raise CommandError(f"{src}: does not exist")
+    if args.crowd_as_objects and args.format != "coco":
+        raise CommandError("--crowd-as-objects is for coco files (other tools' COCO exports)")
     if args.format == "labelme":
         importers.labelme_to_coco(src, out, cats)
     elif args.format == "voc":
@@ -72,18 +80,35 @@ def build(args) -> list[Path]:
             raise CommandError("yolo needs --names (data.yaml or a .txt of class names)")
         importers.yolo_to_coco(src, Path(args.labels) if args.labels else src.parent / "labels", args.names, out)
     elif args.format == "coco":
-        _, message = importers.normalise_coco(src, out, args.images or importers.image_root_of(src))
+        _, message = importers.normalise_coco(src, out, args.images or importers.image_root_of(src),
+                                              crowd_as_objects=args.crowd_as_objects)
     else:
         if not args.masks or not cats:
             raise CommandError(f"{args.format} needs --masks and --categories")
-        build_coco_dataset(src, args.masks, out, cats, layout=args.format, allow_tiny=args.allow_tiny,
-                           info={"image_root": _relative(src, out)})
-    print(f"wrote {out}" + (f" ({message})" if message else ""))
+        try:
+            build_coco_dataset(src, args.masks, out, cats, layout=args.format, allow_tiny=args.allow_tiny,
+                               info={"image_root": _relative(src, out)})
+        except ValueError as e:
+            if isinstance(e, CocoFormatError):
+                raise
+            raise CommandError(str(e)) from None
+    print(f"wrote {out}: {contents(out)}" + (f" ({message})" if message else ""))
     written = [out]
     if args.split is not None:
         written += importers.split_coco(out, args.split, args.seed)
-        print(f"wrote {written[1]} and {written[2]} (seed {args.seed})")
+        print(f"wrote {written[1]} ({contents(written[1])}) and {written[2]} ({contents(written[2])}), "
+              f"seed {args.seed}")
     return written
+
+
+def contents(ann_file: Path) -> str:
+    """'12 images, 30 objects, 2 ignore regions (iscrowd=1)': what a COCO file holds, for the command's output."""
+    import json
+
+    data = json.loads(Path(ann_file).read_text(encoding="utf-8"))
+    crowds = sum(a.get("iscrowd") == 1 for a in data["annotations"])
+    return (f"{len(data['images'])} images, {len(data['annotations']) - crowds} objects, {crowds} ignore region(s) "
+            "(iscrowd=1)")
 
 
 def _relative(folder: Path, out: Path) -> str:

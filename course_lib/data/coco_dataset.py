@@ -20,6 +20,8 @@ from pycocotools.coco import COCO
 from torchvision import tv_tensors
 from torchvision.ops import box_convert
 
+from course_lib.data.image_files import orientation, stored_size_reason, to_rgb_uint8, upright
+
 
 def load_coco(ann_file: str | Path) -> COCO:
     """``pycocotools.coco.COCO`` without its progress prints."""
@@ -27,28 +29,13 @@ def load_coco(ann_file: str | Path) -> COCO:
         return COCO(str(ann_file))
 
 
-def to_rgb_uint8(im: Image.Image) -> np.ndarray:
-    """Any PIL image -> (H, W, 3) uint8 RGB.
-
-    Grayscale is repeated in 3 channels, palette images go through their palette, alpha is dropped
-    (not composited), and 16-bit images (``I;16*``, ``I``) are scaled from 0..65535 to 0..255. EXIF
-    orientation is not applied: COCO coordinates refer to the stored pixels, as in ``CocoDetection``.
-    """
-    if im.mode.startswith("I"):
-        a = np.asarray(im).astype(np.float32)
-        a = np.round(np.clip(a, 0, 65535) / 257).astype(np.uint8)
-        return np.repeat(a[..., None], 3, axis=2)
-    if im.mode in ("P", "PA"):
-        im = im.convert("RGBA")  # via RGBA: PIL warns about palette transparency otherwise
-    return np.array(im.convert("RGB"))  # a writable copy, for torch.from_numpy
-
-
 class CocoInstanceDataset(torch.utils.data.Dataset):
     """COCO instances as ``(image, target)`` pairs in torchvision's detection format.
 
     ``root`` is the folder the ``file_name`` entries are relative to (as in ``CocoDetection``).
-    ``image`` is a ``tv_tensors.Image`` (3, H, W) uint8 RGB (see ``to_rgb_uint8`` for grayscale,
-    palette, RGBA and 16-bit files); ``target`` holds ``boxes`` (``tv_tensors.BoundingBoxes``, (N, 4)
+    ``image`` is a ``tv_tensors.Image`` (3, H, W) uint8 RGB, upright (EXIF Orientation applied, as
+    ``coco build`` sizes it; see ``image_files``; ``to_rgb_uint8`` for grayscale, palette, RGBA and
+    16-bit files); ``target`` holds ``boxes`` (``tv_tensors.BoundingBoxes``, (N, 4)
     float XYXY; (0, 4) for an image without instances), ``labels`` (N,) int64, ``masks``
     (``tv_tensors.Mask``, (N, H, W) uint8), ``image_id`` int, ``area`` (N,) float, ``iscrowd`` (N,)
     int64. ``transforms`` (e.g. ``torchvision.transforms.v2``) get ``(image, target)`` together so
@@ -60,12 +47,13 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
     unaffected either way: ``COCOeval`` reads crowds from the annotation file.
 
     A missing or unreadable image, or one whose size differs from the JSON's, raises an error
-    naming the file and the image id. Run ``validate_coco`` first to check a whole file at once.
+    naming the file and the image id (and "EXIF Orientation N" when the JSON holds the photo's stored
+    size). Run ``validate_coco`` first to check a whole file at once.
     """
 
     # Not torchvision's CocoDetection + wrap_dataset_for_transforms_v2 (torchvision 0.29): its _load_image is
-    # Image.open(...).convert("RGB"), which clips 16-bit pixels (257 -> 255, not 1) and raises a bare
-    # FileNotFoundError without the image id; the wrapper returns {"image_id"} alone for an image without
+    # Image.open(...).convert("RGB"), which clips 16-bit pixels (257 -> 255, not 1), reads a phone photo's stored
+    # pixels (EXIF Orientation not applied) and raises a bare FileNotFoundError without the image id; the wrapper returns {"image_id"} alone for an image without
     # annotations, int64 boxes for integer bboxes, and a KeyError when an annotation has no "iscrowd".
 
     def __init__(self, root: str | Path, ann_file: str | Path, transforms: Callable | None = None,
@@ -88,12 +76,15 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
             raise FileNotFoundError(f"{path}: image file not found ({where}; root is {self.root})")
         try:
             with Image.open(path) as im:
-                rgb = to_rgb_uint8(im)
+                tag = orientation(im)
+                rgb = to_rgb_uint8(upright(im))
         except Exception as e:
             raise OSError(f"{path}: cannot read the image ({where}): {type(e).__name__}: {e}") from e
         if rgb.shape[:2] != (info["height"], info["width"]):
-            raise ValueError(f"{path}: the image is {rgb.shape[1]}x{rgb.shape[0]} (WxH) but {where} "
-                             f"says {info['width']}x{info['height']}")
+            why = stored_size_reason((info["width"], info["height"]), (rgb.shape[1], rgb.shape[0]), tag)
+            raise ValueError(f"{path}: the image is {rgb.shape[1]}x{rgb.shape[0]} (WxH{', upright' if tag != 1 else ''}) "
+                             f"but {where} says {info['width']}x{info['height']}"
+                             + (f": {why}; build the file again with ./course coco build" if why else ""))
         return tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1))
 
     def load_target(self, image_id: int, canvas_size: tuple[int, int]) -> dict:

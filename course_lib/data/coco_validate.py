@@ -20,6 +20,7 @@ from pycocotools import mask as mask_utils
 
 from course_lib.data.coco_meta import read_categories
 from course_lib.data.errors import CocoFormatError
+from course_lib.data.image_files import orientation, stored_size_reason, upright_size
 from course_lib.data.masks import polygon_signed_area
 
 
@@ -158,7 +159,8 @@ def validate_coco(ann_file: str | Path, image_dir: str | Path | None, *, strict:
     empty masks; polygons with fewer than 3 points, an odd coordinate count or points outside the
     image; RLE whose size differs from its image or whose counts are corrupt; file names that are
     not UTF-8 or are duplicated; missing or corrupt image files, or images whose size differs from
-    the JSON's height/width (``check_images=False`` or ``image_dir=None`` skips opening images).
+    the JSON's height/width (the upright size: EXIF Orientation applied, "EXIF Orientation N" named when the
+    JSON holds the stored one) (``check_images=False`` or ``image_dir=None`` skips opening images).
     Tolerances: bbox within 1 px of the mask's box (or the polygon's extent), area within
     max(1 px, 1 %) of the mask's pixel count (or the polygon's shoelace area), image bounds 0.01 px.
     """
@@ -282,16 +284,21 @@ def _check_coco(data: Any, add, report: ValidationReport, image_dir) -> None:
 
 
 def _check_image_file(path: Path, size: tuple[int, int], image_id: Any, add) -> None:
+    """The image decodes, and its upright size (EXIF Orientation applied, as the course reads it) is the JSON's."""
     if not path.is_file():
         return add("image file does not exist", image_id=image_id, file=path)
     try:
         with Image.open(path) as im:
+            (w, h), tag = upright_size(im), orientation(im)  # from the header, as coco build reads it
             im.load()
-            w, h = im.size
     except Exception as e:  # noqa: BLE001
         return add(f"corrupt image file ({type(e).__name__}: {e})", image_id=image_id, file=path)
     if (h, w) != size:
-        add(f"the image is {w}x{h} (WxH) but the JSON says {size[1]}x{size[0]}", image_id=image_id, file=path)
+        why = stored_size_reason((size[1], size[0]), (w, h), tag)
+        add(f"the image is {w}x{h} (WxH{', upright' if tag != 1 else ''}) but the JSON says {size[1]}x{size[0]}"
+            + (f": {why}; the annotations were made on the stored pixels: remove the photo's tag "
+               "(exiftool -Orientation= <file>) if they fit them, or annotate the upright photo" if why else ""),
+            image_id=image_id, file=path)
 
 
 def _check_annotation(a: dict, img_by_id, sizes, cat_by_id, add) -> None:

@@ -8,12 +8,18 @@ Annotation tools (LabelMe, CVAT, the YOLO exporters) draw on the turned, *uprigh
 (torchvision's ``CocoDetection`` reads stored pixels; for a photo with a tag other than 1 the two differ.)
 
 ``read_rgb(path)`` -> (H, W, 3) uint8 upright; ``upright(im)`` turns an open PIL image;
-``orientation(im)`` is its tag (1 when absent); ``to_rgb_uint8(im)`` converts any mode to RGB uint8.
+``orientation(im)`` is its tag (1 when absent); ``to_rgb_uint8(im)`` converts any mode to RGB uint8;
+``read_header(path)`` -> ``ImageHeader`` (upright height and width, the tag) without decoding the pixels;
+``stored_size_reason`` says when a size someone wrote down is the stored one of a photo its tag turns.
+
+A size tells the two frames apart only for a tag that swaps the sides (5-8) of a photo that is not square;
+a file that records its frame some other way (LabelMe's ``imageData``) is checked by its content.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -27,10 +33,22 @@ ORIENTATION_NAMES = {
 }
 # Tags 5-8 swap width and height: the stored image is W x H, the upright one H x W.
 SWAPS_SIDES = frozenset({5, 6, 7, 8})
+# The transpose that turns the stored pixels upright, per tag (as PIL's ImageOps.exif_transpose does it).
+UPRIGHT_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def orientation(im: Image.Image) -> int:
-    """The image's EXIF Orientation tag, 1 (upright) when there is none or it is not a valid value 1-8."""
+    """The image's EXIF Orientation tag, 1 (upright) when there is none or it is not a valid value 1-8.
+
+    A PNG's tag is read from an eXIf chunk before its pixels only (where PIL writes it): looking for one after
+    them would decode the whole image, and the answer must not change once the pixels are loaded.
+    """
+    if im.format == "PNG" and "exif" not in im.info:
+        return 1
     try:
         value = int(im.getexif().get(ORIENTATION_TAG, 1))
     except (TypeError, ValueError, OSError, SyntaxError):  # a damaged EXIF block: read the pixels as stored
@@ -51,10 +69,54 @@ def upright(im: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(im)
 
 
+def upright_array(a: np.ndarray, tag: int) -> np.ndarray:
+    """An (H, W, ...) array of stored pixels turned as ``upright`` turns the image (a view, not a copy)."""
+    turn = {1: lambda x: x, 2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
+            5: lambda x: x.swapaxes(0, 1), 6: lambda x: np.rot90(x, -1), 7: lambda x: x[::-1, ::-1].swapaxes(0, 1),
+            8: lambda x: np.rot90(x, 1)}
+    return turn[tag if tag in turn else 1](a)
+
+
 def upright_size(im: Image.Image) -> tuple[int, int]:
     """(width, height) of the upright picture, without decoding the pixels."""
     w, h = im.size
     return (h, w) if orientation(im) in SWAPS_SIDES else (w, h)
+
+
+class ImageHeader(NamedTuple):
+    """What an image file's header says: its upright ``height`` and ``width`` and its EXIF ``orientation``."""
+
+    height: int
+    width: int
+    orientation: int
+
+    @property
+    def stored(self) -> tuple[int, int]:
+        """(height, width) of the pixels as stored in the file, before the tag turns them."""
+        return (self.width, self.height) if self.orientation in SWAPS_SIDES else (self.height, self.width)
+
+    @property
+    def frame_ambiguous(self) -> bool:
+        """Whether a size cannot tell the upright frame from the stored one: a tag other than 1 that keeps the
+        sides (2-4), or one that swaps the sides of a square photo."""
+        return self.orientation != 1 and (self.orientation not in SWAPS_SIDES or self.height == self.width)
+
+
+def read_header(path: str | Path) -> ImageHeader:
+    """The upright size and the tag of the image at ``path``, from its header (PIL's errors propagate)."""
+    with Image.open(path) as im:
+        w, h = upright_size(im)
+        return ImageHeader(h, w, orientation(im))
+
+
+def stored_size_reason(found_wh: tuple[int, int], upright_wh: tuple[int, int], tag: int) -> str:
+    """``""``, or why ``found_wh`` (width, height) that a file records is not the upright ``upright_wh``: it is
+    the stored size of a photo whose EXIF Orientation ``tag`` swaps its sides. For error messages."""
+    w, h = upright_wh
+    if tag in SWAPS_SIDES and w != h and tuple(found_wh) == (h, w):
+        return (f"{h}x{w} is the photo's stored size, but its {describe_orientation(tag)} turns it to {w}x{h}: "
+                "the course reads photos upright, as annotation tools show them")
+    return ""
 
 
 def to_rgb_uint8(im: Image.Image) -> np.ndarray:

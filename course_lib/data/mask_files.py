@@ -17,10 +17,17 @@ A mask file is refused, with its file named, when:
 
 ``kind="palette"`` (Pascal VOC's SegmentationObject/SegmentationClass) reads the palette indices, and
 ``VOID`` (255, VOC's outline round every object and its "difficult" regions) is ignored: the caller says
-how many pixels were ignored.
+how many pixels were ignored. The same file given as ``kind="ids"`` (a palette PNG holding 255) is refused
+with a pointer to ``coco build voc``: read as ids, its outline would become one more instance.
 
-``image_size`` is the one way the builders and importers read an image's size: it raises ``ImageFileError``
-naming the file when the file is missing or is not an image PIL can read.
+``image_header`` / ``image_size`` are the one way the builders and importers read an image's size: the
+*upright* size (EXIF Orientation applied, see ``image_files``); they raise ``ImageFileError`` naming the
+file when it is missing or is not an image PIL can read.
+
+Masks and EXIF: a mask PNG carries no Orientation tag, and the tools that draw masks show the photo
+upright, so a mask must have the upright photo's size. A mask that has the photo's *stored* size instead
+(a tag 5-8 swaps the sides) was made on the stored pixels: it is refused, naming "EXIF Orientation N".
+When the size cannot tell (tags 2-4, or a square photo), the mask is taken to be upright.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from course_lib.data.image_files import ImageHeader, read_header, stored_size_reason
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 NOISE_PIXELS = 128
@@ -44,17 +53,22 @@ class ImageFileError(ValueError):
     """An image file the course cannot read; the message starts with the file's path."""
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) of an image file, read from its header; ``ImageFileError`` naming the file otherwise."""
+def image_header(path: str | Path) -> ImageHeader:
+    """(height, width, orientation) of an image file: its upright size (EXIF Orientation applied) and its tag,
+    read from its header; ``ImageFileError`` naming the file otherwise."""
     path = Path(path)
     if not path.is_file():
         raise ImageFileError(f"{path}: cannot read the image: no such file")
     try:
-        with Image.open(path) as im:
-            w, h = im.size
+        return read_header(path)
     except Exception as e:  # noqa: BLE001 - PIL raises many kinds; all mean "not a readable image"
         raise ImageFileError(f"{path}: cannot read the image: not an image file PIL can open "
                              f"({type(e).__name__}: {e})") from e
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) of an image file as the course reads it: upright (see ``image_header``)."""
+    h, w, _ = image_header(path)
     return h, w
 
 
@@ -65,11 +79,13 @@ def is_jpeg(path: str | Path) -> bool:
 
 
 def read_mask_file(path: str | Path, kind: str = "binary", size: tuple[int, int] | None = None,
-                   allow_tiny: bool = False) -> np.ndarray:
+                   allow_tiny: bool = False, orientation: int = 1) -> np.ndarray:
     """A mask file as a 2-D integer array, after the rules in this module's docstring.
 
     ``kind``: ``"binary"`` (returns a bool array), ``"ids"`` or ``"palette"`` (the stored values).
-    ``size`` = (height, width) that the mask must have. Raises ``MaskFileError`` naming the file.
+    ``size`` = (height, width) that the mask must have: its photo's upright size; ``orientation`` is the
+    photo's EXIF tag, named when the mask has the photo's stored size instead. Raises ``MaskFileError``
+    naming the file.
     """
     path = Path(path)
     if kind not in ("binary", "ids", "palette"):
@@ -92,9 +108,16 @@ def read_mask_file(path: str | Path, kind: str = "binary", size: tuple[int, int]
         raise MaskFileError(f"{path}: the mask is {mode} with {arr.shape[-1]} channels; "
                             "a mask must be single-channel (grayscale, palette or 16-bit)")
     if size is not None and arr.shape != tuple(size):
+        why = stored_size_reason((arr.shape[1], arr.shape[0]), (size[1], size[0]), orientation)
         raise MaskFileError(f"{path}: the mask is {arr.shape[1]}x{arr.shape[0]} (WxH) "
-                            f"but its image is {size[1]}x{size[0]}")
+                            f"but its image is {size[1]}x{size[0]}"
+                            + (f": {why}; save the mask in the upright frame" if why else ""))
     values, counts = np.unique(arr, return_counts=True)
+    if kind == "ids" and mode == "P" and VOID in values:
+        raise MaskFileError(f"{path}: a palette PNG holding index {VOID}, Pascal VOC's void outline: this looks "
+                            "like a VOC SegmentationObject mask; import it with ./course coco build voc "
+                            "(as ids, the outline would become an instance; an id mask with 255 or more "
+                            "instances must be a 16-bit PNG)")
     if kind == "binary":
         if len(values) > 2:
             raise MaskFileError(f"{path}: not a binary mask: {len(values)} distinct values "

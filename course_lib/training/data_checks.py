@@ -41,3 +41,26 @@ def check_model_categories(classes: list[str], ann_file: str | Path) -> None:
             for i, n in sorted(cats.items()) if i >= len(classes) or classes[i] != n]
     if diff:
         raise CommandError("the model and the data disagree on their categories: " + "; ".join(diff))
+
+
+def crowd_regions(dataset) -> tuple[int, int]:
+    """``(crowd regions, objects)``: the annotations with ``iscrowd=1`` and the others, over the images a
+    ``CocoInstanceDataset`` (or a ``torch.utils.data.Subset`` of one) reads."""
+    ds, indices = (dataset.dataset, dataset.indices) if hasattr(dataset, "indices") else (dataset, range(len(dataset)))
+    anns = [a for i in indices for a in ds.coco.imgToAnns.get(ds.ids[i], [])]
+    crowds = sum(a.get("iscrowd", 0) == 1 for a in anns)
+    return crowds, len(anns) - crowds
+
+
+def check_crowds(dataset, ann_file: str | Path) -> str:
+    """The line that says how many crowd regions training sets aside (``""`` when none); ``CommandError``
+    when every annotation is one (nothing would be learnt: CVAT marks each mask it exports iscrowd=1)."""
+    crowds, objects = crowd_regions(dataset)
+    if crowds and not objects:
+        raise CommandError(f"{ann_file}: all {crowds} annotation(s) are crowd regions (iscrowd=1), which training "
+                           "sets aside: nothing is left to learn. A CVAT export marks every mask iscrowd=1; if "
+                           "they are single objects, build the file with ./course coco build coco --crowd-as-objects")
+    if not crowds:
+        return ""
+    return (f"set aside {crowds} crowd region(s) (iscrowd=1) of {crowds + objects} annotations: training does not "
+            "learn from them (as torchvision's references); evaluation ignores detections on them")

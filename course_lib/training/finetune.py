@@ -4,6 +4,9 @@
     ./course finetune --data-train my/train.json --data-val my/val.json --epochs 10 --out runs/mine
     torchrun --nproc_per_node=2 -m course_lib.training.finetune --epochs 10    # DistributedDataParallel, 2 processes
 
+Crowd regions (``iscrowd=1``: COCO's crowds, VOC's difficult objects as ``coco build`` keeps them) are set
+aside in training, as torchvision's reference scripts do (``drop_crowd=True``), and the command says how many.
+
 The model's box and mask predictors are replaced for ``1 + the largest category id`` classes (index 0 is
 background) and the whole model is trained with torchvision's recipe: SGD (lr 0.005, momentum 0.9,
 weight decay 0.0005), a linear warm-up, then the LR times 0.1 at ``--lr-steps`` (``StepLR``; by default after 3/4 of the epochs);
@@ -53,7 +56,7 @@ from course_lib.detection.course_model import (
 from course_lib.detection.model_file import COURSE_ARCH, R50_ARCH, forget, read_once, save_model_file
 from course_lib.training.checkpoint import load_checkpoint
 from course_lib.training.cli_args import add_run_args
-from course_lib.training.data_checks import check_categories, check_data
+from course_lib.training.data_checks import check_categories, check_crowds, check_data
 from course_lib.training.engine import (
     data_wait,
     distributed_info,
@@ -208,6 +211,7 @@ def _run(args, rank: int, world: int, device: torch.device) -> dict:
         check_categories(train_file, val_file)
     classes = categories_of(train_file)
     train_set = _dataset(train_file, root=args.train_root, train=True, limit=args.train_images)
+    crowd_line = check_crowds(train_set, train_file)
     model, config = build_model(args.model, num_classes=len(classes), classes=classes, verbose=rank == 0)
     if args.image_size:
         set_image_size(model, args.image_size)
@@ -256,6 +260,8 @@ def _run(args, rank: int, world: int, device: torch.device) -> dict:
     log(f"fine-tuning {config['arch']} for {len(classes)} classes ({', '.join(classes[1:])} + background) on "
         f"{len(train_set)} images, {world} process(es) on {device}, batch {args.batch_size} per process, "
         f"{iters_per_epoch} iterations per epoch, warm-up {warmup}")
+    if crowd_line:
+        log(crowd_line)
     t0 = time.time()
     history = fit(model, train_set, epochs=args.epochs, batch_size=args.batch_size, device=device,
                   out_dir=args.out, seed=args.seed, resume=not args.fresh, num_workers=args.workers,

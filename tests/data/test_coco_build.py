@@ -257,3 +257,50 @@ def test_masks_to_coco_names_the_bad_mask():
         masks_to_coco([masks[0], np.ones((4, 5))], 1)
     with pytest.raises(ValueError, match="3 masks but 2 category ids"):
         masks_to_coco(masks, [1, 2])
+
+
+# --- phone photos: masks in the upright frame ---------------------------------------------------------------
+
+def photo_and_id_mask(tmp_path, photos, tag, h=48, w=64, mask_frame="upright"):
+    """A phone photo with EXIF Orientation ``tag`` and its id mask (the L as instance 1), drawn upright or on
+    the stored pixels."""
+    obj = photos.make(tmp_path / "images" / "p.jpg", tag, h, w)
+    ids = obj.astype(np.uint8)
+    if mask_frame == "stored":
+        ids = np.ascontiguousarray(photos.l_shape(h, w).astype(np.uint8)[::-1].T)  # any turn of the L that swaps
+    (tmp_path / "masks").mkdir(exist_ok=True)
+    Image.fromarray(ids).save(tmp_path / "masks" / "p.png")
+    return obj
+
+
+@pytest.mark.parametrize("tag", range(1, 9))
+def test_an_id_mask_of_a_phone_photo_is_read_in_the_upright_frame(tmp_path, photos, tag):
+    from course_lib.data.coco_dataset import CocoInstanceDataset
+
+    photo_and_id_mask(tmp_path, photos, tag)
+    out = build_coco_dataset(tmp_path / "images", tmp_path / "masks", tmp_path / "out.json", ["L"])
+    im = json.loads(out.read_text())["images"][0]
+    assert (im["width"], im["height"]) == (64, 48)
+    image, target = CocoInstanceDataset(tmp_path / "images", out)[0]
+    assert min(photos.on_object(image, target["masks"][0])) > 0.95
+
+
+def test_a_mask_with_the_stored_size_of_a_turned_photo_is_refused_naming_the_tag(tmp_path, photos):
+    photo_and_id_mask(tmp_path, photos, 6, mask_frame="stored")
+    with pytest.raises(CocoFormatError) as e:
+        build_coco_dataset(tmp_path / "images", tmp_path / "masks", tmp_path / "out.json", ["L"])
+    assert "p.png: the mask is 48x64 (WxH) but its image p.jpg is 64x48: 48x64 is the photo's stored size, but " \
+           "its EXIF Orientation 6 (turned 90 degrees (shown turned clockwise)) turns it to 64x48" in str(e.value)
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_masks_of_photos_whose_size_cannot_tell_the_frame_are_read_upright_with_a_note(tmp_path, photos, capsys):
+    photo_and_id_mask(tmp_path, photos, 3)
+    build_coco_dataset(tmp_path / "images", tmp_path / "masks", tmp_path / "out.json", ["L"])
+    assert "note: 1 photo(s) with an EXIF Orientation tag (in brackets) were read upright and their masks taken " \
+           "as drawn on the upright photo (the sizes look alike either way): p.jpg (3)" in capsys.readouterr().out
+
+
+def test_categories_that_differ_only_in_case_are_refused(folder):
+    with pytest.raises(ValueError, match=r"category names \['cat', 'Cat '\] differ only in case or surrounding"):
+        build_coco_dataset(folder / "images", folder / "masks", folder / "out.json", ["cat", "Cat "])

@@ -9,12 +9,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from course_lib.data.coco_build import build_coco_dataset
-from course_lib.data.coco_dataset import (
-    CocoInstanceDataset,
-    collate_fn,
-    get_transform,
-    to_rgb_uint8,
-)
+from course_lib.data.coco_dataset import CocoInstanceDataset, collate_fn, get_transform
 from course_lib.utils.files import write_json_atomic
 from shared_cases import write_hand_made_folder
 
@@ -77,11 +72,6 @@ def test_dataset_converts_image_modes_to_rgb_uint8(tmp_path, mode):
     np.testing.assert_array_equal(image.permute(1, 2, 0).numpy(), expected)
 
 
-def test_sixteen_bit_extremes_scale_to_the_8_bit_range():
-    im = Image.fromarray(np.array([[0, 257, 32768, 65535]], np.uint16))
-    assert to_rgb_uint8(im)[0, :, 0].tolist() == [0, 1, 128, 255]
-
-
 def test_augmentation_pipeline_keeps_boxes_masks_and_labels_together(shapes):
     torch.manual_seed(0)
     aug = v2.Compose([v2.RandomHorizontalFlip(), v2.RandomAffine(degrees=0, translate=(0.1, 0.1), scale=(0.8, 1.2)),
@@ -111,4 +101,28 @@ def test_dataset_names_a_missing_or_corrupt_image(good):
         ds[2]
     Image.fromarray(np.zeros((9, 12, 3), np.uint8)).save(folder / "images" / "im0.png")
     with pytest.raises(ValueError, match=r"im0.png: the image is 12x9 \(WxH\) but image id 1 of out.json says 12x10"):
+        ds[0]
+
+
+# --- phone photos ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tag", range(1, 9))
+def test_dataset_reads_phone_photos_upright_so_masks_lie_on_their_objects(tmp_path, photos, tag):
+    from course_lib.data.masks import mask_to_annotation
+
+    obj = photos.make(tmp_path / "p.jpg", tag)
+    coco = {"images": [{"id": 1, "file_name": "p.jpg", "height": 48, "width": 64}],
+            "categories": [{"id": 1, "name": "L"}], "annotations": [mask_to_annotation(obj, 1, 1, 1)]}
+    image, target = CocoInstanceDataset(tmp_path, write_json_atomic(coco, tmp_path / "a.json"))[0]
+    assert image.shape == (3, 48, 64)
+    assert min(photos.on_object(image, target["masks"][0])) > 0.95
+
+
+def test_dataset_names_the_exif_tag_when_the_json_has_the_stored_size(tmp_path, photos):
+    photos.make(tmp_path / "p.jpg", 6)
+    coco = {"images": [{"id": 1, "file_name": "p.jpg", "height": 64, "width": 48}],
+            "categories": [{"id": 1, "name": "L"}], "annotations": []}
+    ds = CocoInstanceDataset(tmp_path, write_json_atomic(coco, tmp_path / "a.json"))
+    with pytest.raises(ValueError, match=r"p.jpg: the image is 64x48 \(WxH, upright\) but image id 1 of a.json says "
+                                         r"48x64: 48x64 is the photo's stored size, but its EXIF Orientation 6"):
         ds[0]

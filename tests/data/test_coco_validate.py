@@ -182,3 +182,19 @@ def test_rle_string_decoder_agrees_with_pycocotools_and_rejects_corrupt_strings(
     assert sum(counts) == 37 * 23 and sum(counts[1::2]) == mask_utils.area(rle) == mask.sum()
     with pytest.raises(ValueError, match="ends in the middle of a number"):
         rle_string_counts("0o")  # 'o' sets the continuation bit
+
+
+def test_validate_names_the_exif_tag_when_the_json_has_the_stored_size(tmp_path, photos):
+    obj = photos.make(tmp_path / "p.jpg", 6)
+    coco = {"images": [{"id": 1, "file_name": "p.jpg", "height": 64, "width": 48}],  # the stored size
+            "categories": [{"id": 1, "name": "L"}], "annotations": []}
+    report = validate_coco(write_json_atomic(coco, tmp_path / "a.json"), tmp_path)
+    assert [p.what for p in report.problems] == [
+        "the image is 64x48 (WxH, upright) but the JSON says 48x64: 48x64 is the photo's stored size, but its EXIF "
+        "Orientation 6 (turned 90 degrees (shown turned clockwise)) turns it to 64x48: the course reads photos "
+        "upright, as annotation tools show them; the annotations were made on the stored pixels: remove the "
+        "photo's tag (exiftool -Orientation= <file>) if they fit them, or annotate the upright photo"]
+    coco["images"][0].update(height=48, width=64)
+    coco["annotations"] = [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": encode_mask(obj),
+                            "area": float(obj.sum()), "bbox": [8.0, 6.0, 32.0, 24.0], "iscrowd": 0}]
+    assert validate_coco(write_json_atomic(coco, tmp_path / "b.json"), tmp_path).ok

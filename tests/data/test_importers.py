@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 from pycocotools import mask as mask_utils
 
 from course_lib.data.coco_build import build_coco_dataset
@@ -343,7 +343,10 @@ def write(name, text):
 
 LABELME_CASES = [
     (lm([shape("cat", [[1, 1], [5, 5]])]), "a.json: shape 0 ('cat'): a polygon needs at least 3 points, got 2"),
-    (lm([shape("cat", [[1, 1], [5, 5], [1, 5]], "line")]), "a.json: shape 0 ('cat'): shape_type 'line' has no area"),
+    (lm([shape("cat", [[1, 1], [5, 5], [1, 5]], "ellipse")]), "a.json: shape 0 ('cat'): unknown shape_type 'ellipse'"),
+    (lm([shape("cat", [[1, 1], [5, 5], [9, 9]])]), "a.json: shape 0 ('cat'): the polygon has no area (its points lie"),
+    (lm([shape("cat", [[4, 4], [4, 4]], "circle")]), "a.json: shape 0 ('cat'): the circle has no area (radius 0)"),
+    (lm([shape("cat", [[1.1, 1.1], [1.3, 1.1], [1.2, 1.3]])]), "a.json: shape 0 ('cat'): covers no whole pixel"),
     (lm([shape("cat", [[1, 1], [1, 1]], "rectangle")]), "a.json: shape 0 ('cat'): the rectangle has no area"),
     (lm([shape("cat", [[1, 1], [5, 5], [9, 9]], "rectangle")]), "needs 2 points (two corners), got 3"),
     (lm([shape("cat", [[1, 1], [50, 5], [1, 9]])]), "a.json: shape 0 ('cat'): points outside the 40x32 image"),
@@ -512,3 +515,307 @@ def test_voc_and_yolo_name_an_unreadable_image(tmp_path):
         yolo_to_coco(tmp_path / "yolo" / "images", tmp_path / "yolo" / "labels", tmp_path / "yolo" / "classes.txt",
                      tmp_path / "out.json")
     assert nothing_written(tmp_path)
+
+
+# --- phone photos: EXIF Orientation in each of the 8 tags ---------------------------------------------------
+
+def labelme_image_data(path):
+    """``imageData`` as LabelMe 5.5 writes it: the photo turned upright and saved again (no EXIF), base64."""
+    import base64
+
+    with Image.open(path) as im:
+        buf = io.BytesIO()
+        ImageOps.exif_transpose(im).save(buf, format="JPEG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def labelme_photo(folder, photos, tag, image_data, h=48, w=64, points=None):
+    """A LabelMe 5.5 file on a phone photo: its L drawn upright, ``imageHeight``/``imageWidth`` upright."""
+    obj = photos.make(folder / "p.jpg", tag, h, w)
+    doc = {"version": "5.5.0", "flags": {}, "shapes": [shape("L", points or photos.polygon)], "imagePath": "p.jpg",
+           "imageData": labelme_image_data(folder / "p.jpg") if image_data else None,
+           "imageHeight": h, "imageWidth": w}
+    (folder / "p.json").write_text(json.dumps(doc, indent=2))
+    return obj
+
+
+def only_target(out):
+    ds = CocoInstanceDataset(image_root_of(out), out)
+    return ds[0]
+
+
+@pytest.mark.parametrize("image_data", [False, True], ids=["no imageData", "imageData"])
+@pytest.mark.parametrize("tag", range(1, 9))
+def test_labelme_on_a_phone_photo_puts_the_mask_on_the_object(tmp_path, photos, tag, image_data):
+    labelme_photo(tmp_path / "in", photos, tag, image_data)
+    out = labelme_to_coco(tmp_path / "in", tmp_path / "out.json")
+    im = json.loads(out.read_text())["images"][0]
+    assert (im["width"], im["height"]) == (64, 48)  # the upright size, whatever the stored one
+    image, target = only_target(out)
+    on, covered = photos.on_object(image, target["masks"][0])
+    assert on > 0.95 and covered > 0.95, (on, covered)
+
+
+def test_labelme_on_a_square_photo_turned_anticlockwise(tmp_path, photos, capsys):
+    labelme_photo(tmp_path / "in", photos, 8, False, 48, 48, points=[[8, 6], [16, 6], [16, 22], [40, 22],
+                                                                     [40, 30], [8, 30]])
+    image, target = only_target(labelme_to_coco(tmp_path / "in", tmp_path / "out.json"))
+    assert min(photos.on_object(image, target["masks"][0])) > 0.95
+    assert "1 photo(s) with an EXIF Orientation tag (in brackets)" in capsys.readouterr().out  # the size cannot tell
+
+
+def test_labelme_drawn_on_the_stored_pixels_is_refused_naming_the_tag(tmp_path, photos):
+    labelme_photo(tmp_path / "in", photos, 6, False)
+    doc = json.loads((tmp_path / "in" / "p.json").read_text())
+    doc.update(imageHeight=64, imageWidth=48)  # an old LabelMe: the stored size (and stored-frame points)
+    (tmp_path / "in" / "p.json").write_text(json.dumps(doc))
+    with pytest.raises(CocoFormatError) as e:
+        labelme_to_coco(tmp_path / "in", tmp_path / "out.json")
+    assert "p.json: imageWidth x imageHeight = 48x64 but the image p.jpg is 64x48 upright" in str(e.value)
+    assert "EXIF Orientation 6 (turned 90 degrees" in str(e.value) and "drawn on the stored pixels" in str(e.value)
+    assert nothing_written(tmp_path)
+
+
+def test_labelme_whose_image_data_shows_the_stored_pixels_is_refused(tmp_path, photos):
+    import base64
+
+    labelme_photo(tmp_path / "in", photos, 3, False)  # upside down: the sizes cannot tell
+    doc = json.loads((tmp_path / "in" / "p.json").read_text())
+    doc["imageData"] = base64.b64encode((tmp_path / "in" / "p.jpg").read_bytes()).decode()  # the raw file
+    (tmp_path / "in" / "p.json").write_text(json.dumps(doc))
+    with pytest.raises(CocoFormatError, match=r"p.json: its imageData shows the stored pixels of p.jpg, which "
+                                              r"EXIF Orientation 3 \(upside down\) turns"):
+        labelme_to_coco(tmp_path / "in", tmp_path / "out.json")
+    assert nothing_written(tmp_path)
+
+
+def test_labelme_without_image_data_on_an_upside_down_photo_is_read_upright_with_a_note(tmp_path, photos, capsys):
+    labelme_photo(tmp_path / "in", photos, 3, False)
+    labelme_photo(tmp_path / "proof", photos, 6, False)  # 6 on a 64x48 photo: the size proves the frame
+    labelme_to_coco(tmp_path / "in", tmp_path / "a.json")
+    assert "read upright, as LabelMe 4+ draws them: p.jpg (3)" in capsys.readouterr().out
+    labelme_to_coco(tmp_path / "proof", tmp_path / "b.json")
+    assert "EXIF" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("tag", range(1, 9))
+def test_yolo_on_a_phone_photo_uses_the_upright_size(tmp_path, photos, capsys, tag):
+    photos.make(tmp_path / "images" / "p.jpg", tag)
+    (tmp_path / "labels").mkdir()
+    coords = " ".join(f"{x / 64:.6f} {y / 48:.6f}" for x, y in photos.polygon)
+    (tmp_path / "labels" / "p.txt").write_text(f"0 {coords}\n")
+    (tmp_path / "classes.txt").write_text("L\n")
+    out = yolo_to_coco(tmp_path / "images", tmp_path / "labels", tmp_path / "classes.txt", tmp_path / "out.json")
+    image, target = only_target(out)
+    assert min(photos.on_object(image, target["masks"][0])) > 0.95
+    assert (f"p.jpg ({tag})" in capsys.readouterr().out) == (tag != 1)
+
+
+# --- label spellings ----------------------------------------------------------------------------------------
+
+def test_labelme_label_spellings_merge_with_a_note_naming_the_files(tmp_path, capsys):
+    for name, label in (("a", "apple"), ("b", "Apple"), ("c", "apple "), ("d", "pear")):
+        labelme(tmp_path, [shape(label, [[2, 2], [12, 2], [12, 10], [2, 10]])], name=name)
+    out = labelme_to_coco(tmp_path, tmp_path / "out" / "coco.json")
+    coco = json.loads(out.read_text())
+    assert [c["name"] for c in coco["categories"]] == ["apple", "pear"]
+    assert [a["category_id"] for a in coco["annotations"]] == [1, 1, 1, 2]
+    text = capsys.readouterr().out
+    assert ("note: labels 'Apple' in b.json; 'apple' in a.json; 'apple ' in c.json are one category, 'apple' "
+            "(case and surrounding spaces are ignored)") in text
+
+
+def test_labelme_given_categories_take_any_spelling_and_inner_spaces_stay_apart(tmp_path, capsys):
+    for name, label in (("a", "Red apple"), ("b", "red  apple"), ("c", " PEAR")):
+        labelme(tmp_path, [shape(label, [[2, 2], [12, 2], [12, 10], [2, 10]])], name=name)
+    out = labelme_to_coco(tmp_path, tmp_path / "out.json", categories=["pear", "red apple", "red  apple"])
+    assert [a["category_id"] for a in json.loads(out.read_text())["annotations"]] == [2, 3, 1]
+    text = capsys.readouterr().out
+    assert "labels ' PEAR' in c.json are one category, 'pear'" in text
+    assert ("labels 'red  apple' in b.json; 'red apple' in a.json differ only in the spaces inside them and stay 2 "
+            "categories") in text
+    with pytest.raises(CocoFormatError, match="categories 'pear' and 'Pear' differ only in case"):
+        labelme_to_coco(tmp_path, tmp_path / "out2.json", categories=["pear", "Pear"])
+
+
+def test_yolo_names_that_differ_only_in_case_are_refused_and_spaces_trimmed(tmp_path, capsys):
+    yolo_case("0 0.1 0.1 0.5 0.1 0.5 0.5\n", names="cat\ndog\nCat\n")(tmp_path)
+    with pytest.raises(CocoFormatError, match=r"classes.txt: classes 0 \('cat'\) and 2 \('Cat'\) differ only in case"):
+        yolo_to_coco(tmp_path / "images", tmp_path / "labels", tmp_path / "classes.txt", tmp_path / "out.json")
+    (tmp_path / "data.yaml").write_text("names:\n  0: 'cat '\n  1: dog\n")
+    out = yolo_to_coco(tmp_path / "images", tmp_path / "labels", tmp_path / "data.yaml", tmp_path / "out.json")
+    assert [c["name"] for c in json.loads(out.read_text())["categories"]] == ["cat", "dog"]
+    assert "surrounding spaces removed from class name(s) 'cat '" in capsys.readouterr().out
+
+
+# --- LabelMe shapes: lines and points skipped, masks read ---------------------------------------------------
+
+def b64_png(arr):
+    """A mask as LabelMe 5 stores it (``utils.img_arr_to_b64``): a PNG, ``base64.encodebytes`` (with newlines)."""
+    import base64
+
+    buf = io.BytesIO()
+    Image.fromarray(arr.astype(np.uint8)).save(buf, format="PNG")
+    return base64.encodebytes(buf.getvalue()).decode()
+
+
+def mask_shape(label, x0, y0, arr, group=None):
+    """A LabelMe 5 mask shape: its two points are the corners of its box, inclusive, its mask a 0/1 PNG."""
+    h, w = arr.shape
+    return {**shape(label, [[float(x0), float(y0)], [float(x0 + w - 1), float(y0 + h - 1)]], "mask", group),
+            "mask": b64_png(arr)}
+
+
+def test_labelme_lines_and_points_beside_polygons_are_skipped_with_a_warning_each(tmp_path, capsys):
+    labelme(tmp_path, [shape("cat", [[2, 2], [12, 2], [12, 10], [2, 10]]),
+                       shape("tail", [[12, 10], [20, 14]], "line"),
+                       shape("whisker", [[2, 2], [5, 3], [8, 2]], "linestrip"),
+                       shape("eye", [[5, 5]], "point")])
+    out = labelme_to_coco(tmp_path, tmp_path / "out.json")
+    coco = json.loads(out.read_text())
+    assert [c["name"] for c in coco["categories"]] == ["cat"] and len(coco["annotations"]) == 1
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 3
+    assert warnings[0].endswith("a.json: shape 1 ('tail'): line skipped: a line has no area; only shapes with area "
+                                "become instances")
+    assert "shape 2 ('whisker'): linestrip skipped" in warnings[1] and "shape 3 ('eye'): point skipped" in warnings[2]
+
+
+def test_labelme_mask_shapes_are_read_as_masks_and_join_their_group(tmp_path):
+    blob = np.zeros((6, 9), np.uint8)
+    blob[1:5, 2:8] = 1
+    blob[2:4, 4:6] = 0  # a hole: only a mask can hold it
+    labelme(tmp_path, [mask_shape("cat", 10, 4, blob),
+                       mask_shape("dog", 20, 20, np.ones((3, 4), np.uint8), group=7),
+                       shape("dog", [[30, 20], [34, 20], [34, 24], [30, 24]], group=7)])
+    out = labelme_to_coco(tmp_path, tmp_path / "out.json")
+    coco = json.loads(out.read_text())
+    cat, dog = coco["annotations"]
+    assert (cat["area"], cat["bbox"], isinstance(cat["segmentation"], dict)) == (20.0, [12.0, 5.0, 6.0, 4.0], True)
+    assert dog["area"] == 12.0 + 16.0 and dog["bbox"] == [20.0, 20.0, 14.0, 4.0]  # the mask and the polygon
+    expected = np.zeros((32, 40), bool)
+    expected[4:10, 10:19] = blob.astype(bool)
+    np.testing.assert_array_equal(masks_of(out, image_root_of(out))["a.jpg"]["masks"][0].numpy().astype(bool),
+                                  expected)
+
+
+MASK_CASES = [
+    ({"mask": None}, "a mask shape needs its 'mask' (a base64 PNG), got NoneType"),
+    ({"mask": "bm90IGEgcG5n"}, "its 'mask' is not a base64 PNG"),
+    ({"points": [[10.0, 4.0], [20.0, 4.0]]}, "its 'mask' is 3x3 (WxH) but its points span 11x1 pixels"),
+    ({"points": [[38.0, 4.0], [40.0, 6.0]]}, "the mask reaches outside the 40x32 image"),
+    ({"mask": b64_png(np.zeros((3, 3)))}, "the mask has no area (no pixel set)"),
+    ({"mask": b64_png(np.ones((3, 3, 3)))}, "its 'mask' has 3 channels"),
+]
+
+
+@pytest.mark.parametrize("change, expected", MASK_CASES)
+def test_labelme_broken_mask_shapes_say_what_is_wrong(tmp_path, change, expected):
+    labelme(tmp_path, [{**mask_shape("cat", 10, 4, np.ones((3, 3), np.uint8)), **change}])
+    with pytest.raises(CocoFormatError) as e:
+        labelme_to_coco(tmp_path, tmp_path / "out.json")
+    assert f"a.json: shape 0 ('cat'): {expected}" in str(e.value), str(e.value)
+    assert nothing_written(tmp_path)
+
+
+# --- crowd regions and VOC's difficult objects --------------------------------------------------------------
+
+def cvat_crowd_file(tmp_path, crowd=1):
+    save_image(tmp_path / "images" / "a.jpg", 20, 30)
+    m = np.zeros((20, 30), np.uint8)
+    m[5:10, 3:13] = 1
+    flat = m.ravel(order="F")
+    change = np.flatnonzero(np.diff(flat)) + 1
+    counts = np.diff(np.concatenate([[0], change, [flat.size]])).tolist()
+    cvat = {"categories": [{"id": 1, "name": "cat", "supercategory": ""}],
+            "images": [{"id": 1, "width": 30, "height": 20, "file_name": "a.jpg"}],
+            "annotations": [
+                {"id": 1, "image_id": 1, "category_id": 1, "segmentation": {"counts": counts, "size": [20, 30]},
+                 "area": 50.0, "bbox": [3.0, 5.0, 10.0, 5.0], "iscrowd": crowd, "attributes": {"occluded": False}},
+                {"id": 2, "image_id": 1, "category_id": 1, "segmentation": [[15.0, 2.0, 25.0, 2.0, 25.0, 12.0]],
+                 "area": 50.0, "bbox": [15.0, 2.0, 10.0, 10.0], "iscrowd": 0, "attributes": {}}]}
+    (tmp_path / "cvat.json").write_text(json.dumps(cvat))
+    return tmp_path / "cvat.json"
+
+
+def test_cvat_crowd_regions_are_kept_as_ignore_regions_and_counted(tmp_path):
+    out, message = normalise_coco(cvat_crowd_file(tmp_path), tmp_path / "out.json", tmp_path / "images")
+    assert [a["iscrowd"] for a in json.loads(out.read_text())["annotations"]] == [1, 0]
+    assert "kept 1 crowd region(s) (iscrowd=1) as ignore regions" in message and "--crowd-as-objects" in message
+    target = CocoInstanceDataset(tmp_path / "images", out, drop_crowd=True)[0][1]
+    assert target["iscrowd"].tolist() == [0] and target["masks"].shape[0] == 1  # training sets the crowd aside
+    out, message = normalise_coco(tmp_path / "cvat.json", tmp_path / "out.json", tmp_path / "images",
+                                  crowd_as_objects=True)
+    assert [a["iscrowd"] for a in json.loads(out.read_text())["annotations"]] == [0, 0]
+    assert "1 crowd region(s) (iscrowd=1) made objects (iscrowd=0)" in message
+
+
+def voc_difficult(tmp_path, difficult="1", name="dog", box=(30, 3, 38, 10)):
+    """The VOC folder of ``voc`` plus its Annotations XML: the cat, the person, and a third object whose pixels
+    are void in both masks (VOC paints difficult objects void), marked ``<difficult>``."""
+    voc(tmp_path)
+    for folder in ("SegmentationObject", "SegmentationClass"):
+        path = tmp_path / folder / "2007_000001.png"
+        arr = np.asarray(Image.open(path)).copy()
+        arr[box[1] - 1:box[3], box[0] - 1:box[2]] = 255
+        palette_png(path, arr)
+    objects = [("cat", "0", (3, 3, 12, 12)), ("person", "0", (21, 16, 35, 25)), (name, difficult, box)]
+    xml = "".join(f"<object><name>{n}</name><pose>Unspecified</pose><truncated>0</truncated>"
+                  f"<difficult>{d}</difficult><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin><xmax>{b[2]}</xmax>"
+                  f"<ymax>{b[3]}</ymax></bndbox></object>" for n, d, b in objects)
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "Annotations" / "2007_000001.xml").write_text(
+        f"<annotation><folder>VOC2012</folder><filename>2007_000001.jpg</filename><size><width>40</width>"
+        f"<height>30</height><depth>3</depth></size><segmented>1</segmented>{xml}</annotation>")
+    return tmp_path
+
+
+def test_voc_difficult_objects_are_ignore_regions_over_their_boxes(tmp_path):
+    out, message = voc_to_coco(voc_difficult(tmp_path / "voc"), tmp_path / "out.json")
+    anns = json.loads(out.read_text())["annotations"]
+    assert [(a["category_id"], a["iscrowd"], a["area"]) for a in anns] == [(8, 0, 100.0), (15, 0, 150.0),
+                                                                          (12, 1, 72.0)]
+    assert anns[2]["bbox"] == [29.0, 2.0, 9.0, 8.0]  # VOC's boxes count from 1, both ends included
+    assert "kept 1 difficult object(s) as ignore regions (iscrowd=1, their boxes)" in message
+    assert 255 not in {a["category_id"] for a in anns}  # the void outline is never an instance
+
+
+def test_voc_without_annotations_says_difficult_objects_are_unknown_and_bad_xml_is_named(tmp_path):
+    _, message = voc_to_coco(voc(tmp_path / "plain"), tmp_path / "a.json")
+    assert "no Annotations/ folder, so no difficult objects are known" in message
+    voc_difficult(tmp_path / "bad", name="unicorn")
+    with pytest.raises(CocoFormatError, match=r"2007_000001.xml: object 3 \('unicorn', difficult\): unknown class"):
+        voc_to_coco(tmp_path / "bad", tmp_path / "b.json")
+    (tmp_path / "bad" / "Annotations" / "2007_000001.xml").write_text("<annotation><object>")
+    with pytest.raises(CocoFormatError, match=r"2007_000001.xml: not a readable VOC annotation \(ParseError"):
+        voc_to_coco(tmp_path / "bad", tmp_path / "b.json")
+    _, message = voc_to_coco(voc_difficult(tmp_path / "easy", difficult="0"), tmp_path / "c.json")
+    assert "kept 0 difficult object(s)" in message
+
+
+def test_a_voc_palette_mask_given_as_an_id_mask_points_to_coco_build_voc(tmp_path):
+    voc(tmp_path / "voc")
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "masks" / "2007_000001.png").write_bytes(
+        (tmp_path / "voc" / "SegmentationObject" / "2007_000001.png").read_bytes())
+    with pytest.raises(CocoFormatError) as e:
+        build_coco_dataset(tmp_path / "voc" / "JPEGImages", tmp_path / "masks", tmp_path / "out.json", ["cat"])
+    assert "2007_000001.png: a palette PNG holding index 255, Pascal VOC's void outline" in str(e.value)
+    assert "./course coco build voc" in str(e.value) and nothing_written(tmp_path)
+
+
+def test_coco_command_counts_objects_and_ignore_regions(tmp_path, capsys):
+    from course_lib.course.cli import main as cli
+
+    assert cli(["coco", "build", "voc", str(voc_difficult(tmp_path / "voc")), "--out", str(tmp_path / "v.json")]) == 0
+    assert f"wrote {tmp_path / 'v.json'}: 1 images, 2 objects, 1 ignore region(s) (iscrowd=1)" in capsys.readouterr().out
+    cvat = cvat_crowd_file(tmp_path)
+    assert cli(["coco", "build", "coco", str(cvat), "--images", str(tmp_path / "images"),
+                "--out", str(tmp_path / "c.json")]) == 0
+    assert "1 images, 1 objects, 1 ignore region(s)" in capsys.readouterr().out
+    assert cli(["coco", "build", "coco", str(cvat), "--images", str(tmp_path / "images"),
+                "--out", str(tmp_path / "c.json"), "--crowd-as-objects"]) == 0
+    assert "1 images, 2 objects, 0 ignore region(s)" in capsys.readouterr().out
+    assert cli(["coco", "build", "voc", str(tmp_path / "voc"), "--out", str(tmp_path / "x.json"),
+                "--crowd-as-objects"]) == 1
+    assert "--crowd-as-objects is for coco files" in capsys.readouterr().err

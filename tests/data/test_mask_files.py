@@ -12,6 +12,7 @@ from course_lib.data.mask_files import (
     VOID,
     ImageFileError,
     MaskFileError,
+    image_header,
     image_size,
     is_jpeg,
     read_mask_file,
@@ -228,3 +229,29 @@ def test_palette_kind_refuses_a_grayscale_png(tmp_path):
     path = save(tmp_path / "gray.png", two_squares())
     refused(path, "is a L image; a VOC mask is a palette", kind="palette")
     refused(save(tmp_path / "rgb.png", np.zeros((4, 4, 3), np.uint8)), "is a RGB image", kind="palette")
+
+
+# ---------------------------------------------------------------- EXIF Orientation and VOC palettes
+
+def test_image_size_is_the_upright_size_and_the_header_has_the_tag(tmp_path, photos):
+    photos.make(tmp_path / "p.jpg", 6)
+    assert image_size(tmp_path / "p.jpg") == (48, 64)  # stored 64 rows x 48 columns, turned by the tag
+    assert image_header(tmp_path / "p.jpg") == (48, 64, 6)
+
+
+def test_a_mask_with_the_stored_size_names_the_tag(tmp_path):
+    path = save(tmp_path / "m.png", np.zeros((64, 48), np.uint8))
+    text = refused(path, "the mask is 48x64", size=(48, 64), orientation=8)
+    assert "EXIF Orientation 8 (turned 90 degrees (shown turned anticlockwise)) turns it to 64x48" in text
+    assert "save the mask in the upright frame" in text
+    assert "EXIF" not in refused(path, "the mask is 48x64", size=(48, 64), orientation=1)
+
+
+def test_a_voc_palette_mask_read_as_ids_is_refused_pointing_to_coco_build_voc(tmp_path):
+    arr = np.zeros((12, 10), np.uint8)
+    arr[2:6, 2:6], arr[1, 1:7] = 1, VOID
+    path = save(tmp_path / "voc.png", arr, palette=True)
+    refused(path, "a palette PNG holding index 255, Pascal VOC's void outline.*./course coco build voc", kind="ids")
+    assert VOID in read_mask_file(path, "palette")  # as a VOC mask it reads
+    arr[1, 1:7] = 7
+    assert read_mask_file(save(tmp_path / "ids.png", arr, palette=True), "ids").max() == 7  # a palette without 255

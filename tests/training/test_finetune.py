@@ -219,3 +219,22 @@ def test_the_default_lr_step_scales_with_the_epochs():
     assert parse_args([]).lr_steps == [3.0]  # the default 4 epochs: as before
     assert parse_args(["--epochs", "10"]).lr_steps == [7.5]
     assert parse_args(["--epochs", "10", "--lr-steps", "2", "6"]).lr_steps == [2.0, 6.0]
+
+
+def test_finetune_says_how_many_crowd_regions_it_sets_aside(tiny, tmp_path, capsys):
+    from course_lib.utils.errors import CommandError
+
+    train, _ = tiny
+    data = json.loads(train.read_text())
+    data["annotations"][0]["iscrowd"] = 1
+    crowded = train.with_name("one_crowd.json")  # beside it: the images are found the same way
+    crowded.write_text(json.dumps(data))
+    main(["--data-train", str(crowded), "--epochs", "1", "--batch-size", "2", "--device", "cpu", "--no-progress",
+          "--no-eval", "--out", str(tmp_path / "run")])
+    assert (f"set aside 1 crowd region(s) (iscrowd=1) of {len(data['annotations'])} annotations"
+            in capsys.readouterr().out)
+    for a in data["annotations"]:
+        a["iscrowd"] = 1
+    crowded.write_text(json.dumps(data))
+    with pytest.raises(CommandError, match="are crowd regions .* sets aside: nothing is left to learn"):
+        main(["--data-train", str(crowded), "--no-eval", "--device", "cpu", "--out", str(tmp_path / "run2")])
