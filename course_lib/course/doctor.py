@@ -1,7 +1,8 @@
 """``python -m course_lib doctor``: what this machine has for the course, in a few lines.
 
-Reports the versions, the device (CPU or CUDA), whether torchvision's COCO weights are in the torch
-cache, whether JupyterLab's widget front end is installed, and the course checkpoint's metrics.
+Reports the versions, the device the notebooks use (CPU, CUDA or the Apple GPU) and why, whether torchvision's
+COCO weights are in the torch cache, whether JupyterLab's widget front end is installed, and the course
+checkpoint's metrics.
 It never opens a network connection.
 """
 
@@ -29,11 +30,27 @@ def widget_frontend() -> Path | None:
     return next((p for p in candidates if (p / "package.json").is_file()), None)
 
 
-def report() -> list[tuple[str, str]]:
+def device_row() -> tuple[str, str]:
+    """The device the notebooks use, why, and what this torch was built for (the Apple GPU check may run once)."""
     import torch
 
+    from course_lib.utils.device import choose_device, describe_device
+
+    try:
+        chosen = choose_device()
+    except (ValueError, RuntimeError) as exc:  # COURSE_DEVICE asks for a missing or unknown device
+        return "device", f"MISSING: {exc}"
+    if torch.version.cuda:
+        build = f"a CUDA {torch.version.cuda} build, {torch.cuda.device_count()} GPU(s) visible"
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_built():
+        build = "built with MPS (Apple GPU) support"
+    else:
+        build = "a CPU-only build"
+    return "device", f"{describe_device(chosen.device)}: {chosen.reason}; torch is {build}"
+
+
+def report() -> list[tuple[str, str]]:
     from course_lib.detection.course_model import coco_weights_file
-    from course_lib.utils.device import describe_device, get_device
     from course_lib.utils.paths import CHECKPOINT, PROVENANCE, shown
 
     rows = [("python", f"{platform.python_version()} ({sys.executable})")]
@@ -42,9 +59,7 @@ def report() -> list[tuple[str, str]]:
             rows.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
             rows.append((name, "NOT INSTALLED"))
-    cuda = f"CUDA {torch.version.cuda} build, {torch.cuda.device_count()} GPU(s) visible" if torch.version.cuda \
-        else "CPU-only build"
-    rows.append(("device", f"{describe_device(get_device())}; torch is a {cuda}"))
+    rows.append(device_row())
     weights = coco_weights_file()
     rows.append(("COCO weights", f"cached at {weights}" if weights.is_file() else
                  f"not in the torch cache ({shown(weights)}); the course uses its own checkpoint"))
@@ -57,7 +72,7 @@ def report() -> list[tuple[str, str]]:
     rows.append(("grading sandbox", "bubblewrap isolates students' notebooks here" if problem is None else
                  f"unavailable (only instructors grading students' notebooks need it): {problem}"))
     if CHECKPOINT.is_file() and PROVENANCE.is_file():
-        segm = json.loads(PROVENANCE.read_text())["val_metrics"]["segm"]
+        segm = json.loads(PROVENANCE.read_text(encoding="utf-8"))["val_metrics"]["segm"]
         rows.append(("course checkpoint", f"{CHECKPOINT.name}, {CHECKPOINT.stat().st_size / 2**20:.1f} MB, "
                                           f"val segm AP {segm['AP']:.3f} / AP50 {segm['AP50']:.3f}"))
     else:

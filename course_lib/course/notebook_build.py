@@ -22,6 +22,11 @@ without the colon or text, a marker outside a region) is a ``MarkerError``, as i
 In markdown cells, ``<!-- BEGIN SOLUTION -->`` ... ``<!-- END SOLUTION -->`` becomes a prompt for the learner's
 answer. Outputs, execution counts and ``# NBVAL_...`` test markers are removed. Never edit a
 generated notebook by hand: edit the solution and rebuild.
+
+Before its first code cell, every learner's notebook gets the Colab cell (id ``colab-setup``, so the workspace's
+merge by cell id keeps it): on Google Colab only, it clones the course's repository (``[project.urls]
+Repository`` in pyproject.toml, the one place the address is written), installs it and moves into its workspace;
+anywhere else it does nothing and prints nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from string import Template
 
 from course_lib.utils.paths import REPO_ROOT
 
@@ -57,6 +63,29 @@ NBVAL_MARKER = re.compile(r"^\s*# NBVAL_\w+\s*$")
 
 # Anything a marker could be mistyped as: "### STUBS", "##STUB", "### begin solution", "### EXERCISE".
 MARKER_LIKE = re.compile(r"^#{2,}\s*(BEGIN\s*SOLUTION|END\s*SOLUTION|STUB|EXERCISE)", re.I)
+
+
+COLAB_CELL_ID = "colab-setup"
+# $repository is filled in by the build (a JSON string is a Python string literal).
+COLAB_CELL = Template("""\
+# On Google Colab only: fetch and install the course (a few minutes, once per session). Elsewhere this does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import os
+    import subprocess
+
+    course = "/content/maskrcnn-step-by-step"
+    if not os.path.isdir(course):
+        subprocess.run(["git", "clone", "--depth", "1", $repository, course], check=True)
+    if not os.path.isfile(os.path.join(course, ".colab-installed")):
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", course], check=True)
+        open(os.path.join(course, ".colab-installed"), "w").close()
+    if course not in sys.path:
+        sys.path.insert(0, course)  # this kernel started before the install
+    os.environ.setdefault("COURSE_WORKSPACE", os.path.join(course, "workspace"))  # set it to keep work on Drive
+    os.makedirs(os.environ["COURSE_WORKSPACE"], exist_ok=True)
+    os.chdir(os.environ["COURSE_WORKSPACE"])""")
 
 
 class MarkerError(ValueError):
@@ -147,6 +176,36 @@ def student_notebook(nb: dict, name: str = "notebook") -> dict:
     return nb
 
 
+def course_repository(pyproject: Path = REPO_ROOT / "pyproject.toml") -> str:
+    """The course's git repository: ``Repository`` under ``[project.urls]`` in pyproject.toml."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the same parser from PyPI (a test dependency there)
+        import tomli as tomllib
+    urls = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {}).get("urls", {})
+    url = urls.get("Repository", "")
+    if not re.fullmatch(r"https://[\w.\-/~%]+", url):
+        raise ValueError(f"{pyproject}: [project.urls] Repository must be the course's https:// git address, "
+                         f"got {url!r}")
+    return url
+
+
+def colab_cell(repository: str) -> dict:
+    """The Colab cell (a code cell with the fixed id ``colab-setup``) cloning ``repository``."""
+    return {"cell_type": "code", "id": COLAB_CELL_ID, "metadata": {}, "execution_count": None, "outputs": [],
+            "source": COLAB_CELL.substitute(repository=json.dumps(repository))}
+
+
+def with_colab_cell(nb: dict, repository: str, name: str = "notebook") -> dict:
+    """``nb`` with the Colab cell before its first code cell (at the end when it has none)."""
+    if any(cell.get("id") == COLAB_CELL_ID for cell in nb["cells"]):
+        raise MarkerError(f"{name}: a cell already has the id {COLAB_CELL_ID!r}, which the build gives its Colab cell")
+    nb = copy.deepcopy(nb)
+    first_code = next((i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"), len(nb["cells"]))
+    nb["cells"].insert(first_code, colab_cell(repository))
+    return nb
+
+
 def render(nb: dict) -> str:
     """The exact text the build writes: nbformat's own writer (sorted keys, one-space indent), validated.
 
@@ -161,14 +220,17 @@ def render(nb: dict) -> str:
 
 
 def build(solutions: Path = REPO_ROOT / "solutions", notebooks: Path = REPO_ROOT / "notebooks",
-          check: bool = False) -> list[str]:
-    """Write (or with ``check``, compare) every student notebook. Returns the names that differ."""
+          check: bool = False, repository: str | None = None) -> list[str]:
+    """Write (or with ``check``, compare) every student notebook. Returns the names that differ. ``repository``
+    (default: pyproject.toml's) is what the Colab cell clones."""
+    repository = repository or course_repository()
     notebooks.mkdir(exist_ok=True)
     differ = []
     expected_names = set()
     for src in sorted(solutions.glob("*.ipynb")):
         expected_names.add(src.name)
-        text = render(student_notebook(json.loads(src.read_text(encoding="utf-8")), src.name))
+        student = student_notebook(json.loads(src.read_text(encoding="utf-8")), src.name)
+        text = render(with_colab_cell(student, repository, src.name))
         dest = notebooks / src.name
         if not dest.exists() or dest.read_text(encoding="utf-8") != text:
             differ.append(src.name)

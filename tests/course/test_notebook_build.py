@@ -1,14 +1,22 @@
 import json
+import os
+import subprocess
+import sys
+import types
 
 import pytest
 
 from course_lib.course.notebook_build import (
+    COLAB_CELL_ID,
     MarkerError,
     build,
+    colab_cell,
+    course_repository,
     render,
     stub_code,
     stub_markdown,
     student_notebook,
+    with_colab_cell,
 )
 from course_lib.utils.paths import REPO_ROOT as ROOT
 
@@ -153,3 +161,123 @@ def test_render_is_nbformats_writer_and_validates():
     bad["cells"][0]["cell_type"] = "kode"
     with pytest.raises(nbformat.ValidationError):
         render(bad)
+
+
+# ------------------------------------------------------------------------------------------- the Colab cell
+
+URL = "https://example.org/course.git"
+
+
+def test_every_built_notebook_has_the_colab_cell_before_its_first_code_cell(tmp_path):
+    build(ROOT / "solutions", tmp_path)
+    url = course_repository()
+    for path in sorted(tmp_path.glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        ids = [c["id"] for c in cells]
+        assert ids.count(COLAB_CELL_ID) == 1, path.name
+        first_code = next(c for c in cells if c["cell_type"] == "code")
+        assert first_code["id"] == COLAB_CELL_ID and first_code["source"] == colab_cell(url)["source"], path.name
+        solution = json.loads((ROOT / "solutions" / path.name).read_text())["cells"]
+        assert [i for i in ids if i != COLAB_CELL_ID] == [c["id"] for c in solution], "the other cells keep their ids"
+
+
+def test_the_colab_cell_is_placed_before_the_first_code_cell_and_only_once():
+    nb = {"cells": [{"cell_type": "markdown", "id": "t", "source": "# title", "metadata": {}},
+                    {"cell_type": "code", "id": "c", "source": "x = 1", "metadata": {}, "outputs": [],
+                     "execution_count": None}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    out = with_colab_cell(nb, URL)
+    assert [c["id"] for c in out["cells"]] == ["t", COLAB_CELL_ID, "c"] and len(nb["cells"]) == 2
+    assert f'"git", "clone", "--depth", "1", "{URL}"' in out["cells"][1]["source"]
+    render(out)  # a valid notebook
+    with pytest.raises(MarkerError, match="already has the id 'colab-setup'"):
+        with_colab_cell(out, URL, "00_x.ipynb")
+    only_markdown = {**nb, "cells": nb["cells"][:1]}
+    assert [c["id"] for c in with_colab_cell(only_markdown, URL)["cells"]] == ["t", COLAB_CELL_ID]
+
+
+def test_the_repository_comes_from_pyproject(tmp_path):
+    assert course_repository().startswith("https://")
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\nname = "x"\n[project.urls]\nRepository = "https://example.org/c.git"\n')
+    assert course_repository(pyproject) == "https://example.org/c.git"
+    for bad in ['[project]\nname = "x"\n', '[project.urls]\nRepository = "git@example.org:c.git"\n',
+                '[project.urls]\nRepository = "https://x\\"; import os"\n']:
+        pyproject.write_text(bad)
+        with pytest.raises(ValueError, match=r"\[project.urls\] Repository must be"):
+            course_repository(pyproject)
+
+
+@pytest.fixture
+def colab(monkeypatch, tmp_path):
+    """Runs the Colab cell's code as Colab would, with ``google.colab`` imported or not, its commands recorded
+    by a fake runner (``git clone`` makes the folder), its clone folder moved under ``tmp_path``."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("COURSE_WORKSPACE", raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    calls = []
+
+    def fake_run(cmd, check=False, **kwargs):
+        calls.append(cmd)
+        if cmd[:2] == ["git", "clone"]:
+            os.makedirs(cmd[-1])
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    course = tmp_path / "content" / "maskrcnn-step-by-step"
+    source = colab_cell(URL)["source"].replace("/content/maskrcnn-step-by-step", str(course))
+
+    def run(on_colab: bool) -> dict:
+        if on_colab:
+            monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+        else:
+            monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+        namespace = {}
+        exec(compile(source, "colab-setup", "exec"), namespace)
+        return namespace
+
+    return types.SimpleNamespace(run=run, calls=calls, course=course)
+
+
+def test_the_colab_cell_does_nothing_elsewhere(colab, capsys):
+    cwd, path, env = os.getcwd(), list(sys.path), dict(os.environ)
+    namespace = colab.run(on_colab=False)
+    assert colab.calls == [] and capsys.readouterr() == ("", "")
+    assert (os.getcwd(), sys.path, dict(os.environ)) == (cwd, path, env)
+    assert set(namespace) - {"__builtins__"} == {"sys"}
+    assert not colab.course.exists()
+
+
+def test_on_colab_the_cell_clones_installs_and_moves_into_the_workspace(colab, capsys):
+    colab.run(on_colab=True)
+    course = str(colab.course)
+    assert colab.calls == [["git", "clone", "--depth", "1", URL, course],
+                           [sys.executable, "-m", "pip", "install", "--quiet", "-e", course]]
+    assert sys.path[0] == course
+    assert os.environ["COURSE_WORKSPACE"] == os.path.join(course, "workspace")
+    assert os.getcwd() == os.path.realpath(os.path.join(course, "workspace"))
+    assert capsys.readouterr() == ("", ""), "the commands speak for themselves"
+    colab.run(on_colab=True)  # run again (or another notebook in the same session): nothing to fetch
+    assert len(colab.calls) == 2 and sys.path.count(course) == 1
+
+
+def test_on_colab_a_workspace_already_set_is_kept(colab, tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path / "drive" / "my workspace"))
+    colab.run(on_colab=True)
+    assert os.getcwd() == os.path.realpath(tmp_path / "drive" / "my workspace")
+
+
+def test_on_colab_a_failed_install_stops_the_cell_and_is_tried_again(colab, monkeypatch):
+    def failing_pip(cmd, check=False, **kwargs):
+        colab.calls.append(cmd)
+        if cmd[:2] == ["git", "clone"]:
+            os.makedirs(cmd[-1])
+            return subprocess.CompletedProcess(cmd, 0)
+        raise subprocess.CalledProcessError(1, cmd)
+
+    monkeypatch.setattr(subprocess, "run", failing_pip)
+    with pytest.raises(subprocess.CalledProcessError):
+        colab.run(on_colab=True)
+    colab.calls.clear()
+    with pytest.raises(subprocess.CalledProcessError):
+        colab.run(on_colab=True)
+    assert [c[1:4] for c in colab.calls] == [["-m", "pip", "install"]], "the clone is there; the install is retried"

@@ -1,4 +1,5 @@
-"""course_lib.utils.paths: where the course keeps its files, and the two variables that move them.
+"""course_lib.utils.paths: where the course keeps its files (a checkout, or an installed wheel), and the variables
+that move them.
 
 The paths are read when the module is imported, so each setting is checked in a fresh ``python -c``."""
 
@@ -8,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import course_lib
 from course_lib.utils import paths
 
@@ -16,7 +19,7 @@ PRINT_PATHS = ("import json; from course_lib.utils import paths as p; print(json
 
 
 def paths_in_subprocess(tmp_path, **env_vars):
-    env = {k: v for k, v in os.environ.items() if k not in ("COURSE_DATA_DIR", "COURSE_RUNS_DIR")}
+    env = {k: v for k, v in os.environ.items() if k not in ("COURSE_DATA_DIR", "COURSE_RUNS_DIR", "COURSE_HOME")}
     env.update(env_vars)
     out = subprocess.run([sys.executable, "-c", PRINT_PATHS], env=env, cwd=tmp_path, capture_output=True,
                          text=True, check=True, timeout=60).stdout
@@ -25,6 +28,7 @@ def paths_in_subprocess(tmp_path, **env_vars):
 
 def test_repo_root_is_the_checkout():
     assert paths.REPO_ROOT == Path(course_lib.__file__).resolve().parent.parent
+    assert paths.IN_CHECKOUT and paths.PACKAGE_DIR == paths.REPO_ROOT / "course_lib"
     assert (paths.REPO_ROOT / "pyproject.toml").is_file() and (paths.REPO_ROOT / "course_lib").is_dir()
     assert paths.REPO_ROOT.is_absolute()
 
@@ -67,3 +71,53 @@ def test_shown_puts_the_home_folder_as_a_tilde_and_leaves_other_paths(monkeypatc
     monkeypatch.setenv("HOME", str(tmp_path))
     assert shown(tmp_path / ".cache" / "torch" / "w.pth") == str(Path("~", ".cache", "torch", "w.pth"))
     assert shown("/usr/share/x") == "/usr/share/x"
+
+
+# ------------------------------------------------------------------------- installed as a wheel (no checkout)
+
+def installed_paths(tmp_path, **env_vars):
+    """paths.py as a wheel installs it: site-packages/course_lib/utils/paths.py, no pyproject.toml beside."""
+    site = tmp_path / "site-packages"
+    copy = site / "course_lib" / "utils" / "paths.py"
+    copy.parent.mkdir(parents=True)
+    copy.write_text(Path(paths.__file__).read_text(encoding="utf-8"), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("COURSE_DATA_DIR", "COURSE_RUNS_DIR", "COURSE_HOME")}
+    env.update(env_vars)
+    code = (f"import json, runpy; p = runpy.run_path({str(copy)!r}); print(json.dumps({{k: str(p[k]) for k in ('REPO_ROOT', "
+            "'DATA_DIR', 'GENERATED_DIR', 'CHECKPOINT', 'PROVENANCE', 'RUNS_DIR', 'IN_CHECKOUT')} | "
+            "{'shown': p['shown'](p['CHECKPOINT'])}))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    return site, json.loads(out)
+
+
+def test_an_installed_wheel_reads_its_shipped_data_and_writes_to_the_users_folder(tmp_path):
+    home = tmp_path / "course home"
+    site, p = installed_paths(tmp_path, COURSE_HOME=str(home))
+    shipped = site / "course_lib" / "shipped_data"
+    assert p["IN_CHECKOUT"] == "False"
+    assert Path(p["DATA_DIR"]) == shipped
+    assert (Path(p["CHECKPOINT"]), Path(p["PROVENANCE"])) == (shipped / "course_maskrcnn.pt",
+                                                             shipped / "course_maskrcnn.json")
+    assert Path(p["GENERATED_DIR"]) == home / "generated" and Path(p["RUNS_DIR"]) == home / "runs"
+    assert p["shown"] == str(shipped / "course_maskrcnn.pt")  # not relative to site-packages
+    assert not home.exists()  # importing creates no folder
+
+
+def test_an_installed_wheel_follows_the_variables_too(tmp_path):
+    _, p = installed_paths(tmp_path, COURSE_HOME=str(tmp_path / "h"), COURSE_DATA_DIR=str(tmp_path / "d"),
+                           COURSE_RUNS_DIR=str(tmp_path / "r"))
+    assert Path(p["DATA_DIR"]) == tmp_path / "d" and Path(p["CHECKPOINT"]) == tmp_path / "d" / "course_maskrcnn.pt"
+    assert Path(p["GENERATED_DIR"]) == tmp_path / "d" / "generated" and Path(p["RUNS_DIR"]) == tmp_path / "r"
+
+
+@pytest.mark.parametrize("platform, env, expected", [
+    ("linux", {}, "home/.local/share/maskrcnn-step-by-step"),
+    ("linux", {"XDG_DATA_HOME": "/xdg"}, "/xdg/maskrcnn-step-by-step"),
+    ("darwin", {}, "home/Library/Application Support/maskrcnn-step-by-step"),
+    ("win32", {"LOCALAPPDATA": "/local app data"}, "/local app data/maskrcnn-step-by-step"),
+    ("win32", {}, "home/AppData/Local/maskrcnn-step-by-step"),
+    ("darwin", {"COURSE_HOME": "/mine"}, "/mine"),
+])
+def test_the_users_folder_on_each_platform(platform, env, expected):
+    assert paths.user_folder(platform, env, home=Path("home")) == Path(expected)
