@@ -149,11 +149,9 @@ POSIX_ONLY = re.compile(r"\bos\.fork\b|\bimport (fcntl|resource|pwd|grp|termios)
 REVIEWED = {
     ("course_lib/course/selftest.py", "os.sched_getaffinity"): "falls back to os.cpu_count() (AttributeError)",
     ("course_lib/course/lab.py", "os.geteuid"): "guarded by hasattr(os, 'geteuid')",
-    ("course_lib/course/lab.py", "os.execv"): "Windows: execv starts JupyterLab as a new process and returns to the "
-                                              "shell at once (JupyterLab still runs); reported to lab.py's owner",
-    ("course_lib/course/cli.py", ".venv/bin"): "help text only; Windows' venv keeps python in .venv\\Scripts",
-    ("course_lib/course/sandbox.py", 'transport="ipc"'): "kernel IPC over Unix sockets; on Windows pyzmq may lack "
-                                                         "ipc: reported to sandbox.py's owner (tcp fallback)",
+    ("course_lib/course/lab.py", "os.execv"): "not on Windows (os.name == 'nt' runs JupyterLab with subprocess.call)",
+    ("course_lib/course/sandbox.py", 'transport="ipc"'): "only where zmq.has('ipc') and not on Windows, else TCP on "
+                                                         "the loopback",
 }
 
 

@@ -48,8 +48,8 @@ def usage(prog: str = "course") -> str:
     lines = [f"usage: {prog} <command> [options]   ({prog} <command> --help for its options)", "",
              "commands:"]
     lines += [f"  {name:{width}s}  {text}" for name, (_, text) in COMMANDS.items()]
-    if prog == "./course":
-        lines.append(f"  {'python':{width}s}  run the course's Python (.venv/bin/python)")
+    if prog in ("./course", "python course.py"):
+        lines.append(f"  {'python':{width}s}  run the venv's Python (the course's interpreter)")
     return "\n".join(lines)
 
 

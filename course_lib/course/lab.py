@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 
 from course_lib.utils.errors import CommandError
@@ -36,5 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[WORKSPACE_ENV] = str(workspace)  # the kernels save passing exercises there
     root = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []  # containers run as root
     os.chdir(workspace)
-    os.execv(jupyter, [jupyter, "lab", *root, "00_overview.ipynb", *argv])
+    command = [jupyter, "lab", *root, "00_overview.ipynb", *argv]
+    if os.name == "nt":  # Windows has no exec: os.execv would return to the shell at once
+        return subprocess.call(command)
+    os.execv(jupyter, command)
     return 0  # not reached

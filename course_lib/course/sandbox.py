@@ -11,6 +11,7 @@ send more code to the same kernel once the notebook has run. Used by: ``course r
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,8 +114,13 @@ def execute_notebook(nb, cwd: Path, timeout: float = 600, env: dict[str, str] | 
             manager, kenv, streams = _isolated_kernel_manager(isolation), {}, {"stdout": log, "stderr": log}
         else:
             manager, kenv, streams = AsyncKernelManager, kernel_env(env), {}
-        km = manager(kernel_name="python3", transport="ipc", ip=str(kdir / "ipc"),
-                     connection_file=str(kdir / "kernel.json"))
+        # IPC sockets in the kernel's own folder (no "TCP without encryption" warning); TCP on loopback where
+        # ZeroMQ has no IPC transport (Windows).
+        import zmq
+
+        ipc = os.name != "nt" and zmq.has("ipc")
+        km = manager(kernel_name="python3", transport="ipc" if ipc else "tcp",
+                     ip=str(kdir / "ipc") if ipc else "127.0.0.1", connection_file=str(kdir / "kernel.json"))
         client = _client_class(max_output_bytes)(nb, km=km, timeout=int(timeout), kernel_name="python3",
                                                  interrupt_on_timeout=isolation is None,
                                                  resources={"metadata": {"path": str(cwd)}})
