@@ -16,7 +16,8 @@ from pathlib import Path
 
 from course_lib.utils.paths import REPO_ROOT
 
-# CPU budgets in seconds per notebook (2-core machine, headless; the README lists them).
+# Time budgets in seconds per notebook, headless on an idle 2-core machine: about twice what they took there (06 and
+# 08: 50-100 s each on a 2-core AMD EPYC VM). On a machine shared with other jobs 06 took 610 s and 08 255 s.
 BUDGETS = {"00": 60, "01": 60, "02": 90, "03": 60, "04": 90, "05": 60, "06": 240, "07": 120, "08": 240}
 
 

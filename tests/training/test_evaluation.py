@@ -20,7 +20,13 @@ from course_lib.training.error_analysis import (
     image_errors,
     mask_iou,
 )
-from course_lib.training.evaluation import coco_eval, to_coco_results
+from course_lib.training.evaluation import (
+    ap_difference,
+    ap_of_draws,
+    bootstrap_ap,
+    coco_eval,
+    to_coco_results,
+)
 from course_lib.training.pr_curves import pr_curves
 
 
@@ -171,3 +177,161 @@ def test_error_analysis_on_a_dataset_with_perfect_and_damaged_predictions(tmp_pa
     assert error_examples(errors, "misses") == [(first, 0)]
     with pytest.raises(ValueError, match="kind must be one of"):
         error_examples(errors, "typos")
+
+
+# ------------------------------------------------------------------------------ bootstrap intervals of AP
+
+def random_coco(n_images=10, seed=0, with_masks=False):
+    """A ground truth of ``n_images`` 64x64 images with 1-4 boxes of categories 1-2 each, and noisy detections:
+    every object found with a jittered box and a random score, plus one false positive per image."""
+    rng = np.random.default_rng(seed)
+    images, anns, dets = [], [], []
+    for img in range(1, n_images + 1):
+        images.append({"id": img, "width": 64, "height": 64})
+        for _ in range(rng.integers(1, 5)):
+            x, y = rng.integers(0, 40, size=2)
+            w, h = rng.integers(8, 24, size=2)
+            cat = int(rng.integers(1, 3))
+            box = [float(x), float(y), float(w), float(h)]
+            anns.append({"id": len(anns) + 1, "image_id": img, "category_id": cat, "bbox": box,
+                         "area": float(w * h), "iscrowd": 0})
+            jitter = (rng.normal(0, 2.0, size=4)).round(1)
+            dets.append({"image_id": img, "category_id": cat, "score": float(rng.uniform(0.3, 1.0)),
+                         "bbox": [box[0] + jitter[0], box[1] + jitter[1], max(box[2] + jitter[2], 2.0),
+                                  max(box[3] + jitter[3], 2.0)]})
+        dets.append({"image_id": img, "category_id": int(rng.integers(1, 3)), "score": float(rng.uniform(0.3, 1.0)),
+                     "bbox": [float(v) for v in rng.integers(0, 48, size=2)] + [10.0, 10.0]})
+    if with_masks:  # box-shaped masks, as RLE, for segm
+        for a in anns + dets:
+            x, y, w, h = (int(round(v)) for v in a["bbox"])
+            m = np.zeros((64, 64), dtype=np.uint8, order="F")
+            m[max(y, 0):y + h, max(x, 0):x + w] = 1
+            rle = mask_utils.encode(m)
+            rle["counts"] = rle["counts"].decode()
+            a["segmentation"] = rle
+    gt = COCO()
+    gt.dataset = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+    return gt, dets
+
+
+def evaluated_cocoeval(gt, dets, iou_type="bbox", img_ids=None):
+    ev = coco_eval(gt, dets, iou_type, img_ids=img_ids)
+    return ev, dict(zip(("AP", "AP50", "AP75"), ev.stats[:3], strict=True))
+
+
+def rebuilt_with_duplicates(gt, dets, positions):
+    """The direct way: a new data set holding the drawn images, a repeat under a new id, and their detections."""
+    ids = sorted(gt.getImgIds())
+    images, anns, new_dets = [], [], []
+    for new_id, pos in enumerate(positions, start=1):
+        old = ids[pos]
+        images.append({**gt.imgs[old], "id": new_id})
+        for a in gt.imgToAnns[old]:
+            anns.append({**a, "id": len(anns) + 1, "image_id": new_id})
+        new_dets += [{**d, "image_id": new_id} for d in dets if d["image_id"] == old]
+    rebuilt = COCO()
+    rebuilt.dataset = {"images": images, "annotations": anns, "categories": gt.dataset["categories"]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        rebuilt.createIndex()
+    return rebuilt, new_dets
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_ap_of_draws_equals_cocoeval_on_the_drawn_images(iou_type):
+    gt, dets = random_coco(10, seed=1, with_masks=iou_type == "segm")
+    ev, _ = evaluated_cocoeval(gt, dets, iou_type)
+    # the identity draw is COCOeval's own figure on every image
+    whole = ap_of_draws(ev, np.arange(10)[None])
+    for i, name in enumerate(("AP", "AP50", "AP75")):
+        assert whole[name][0] == pytest.approx(ev.stats[i], abs=1e-12)
+    # a draw without repeats is COCOeval with imgIds = those images
+    subset = [0, 2, 3, 7]
+    _, direct = evaluated_cocoeval(gt, dets, iou_type, img_ids=[sorted(gt.getImgIds())[i] for i in subset])
+    drawn = ap_of_draws(ev, np.array([subset]))
+    assert {k: v[0] for k, v in drawn.items()} == pytest.approx(direct, abs=1e-12)
+    # with repeats: a data set rebuilt with the repeated images under new ids
+    positions = [4, 4, 1, 9, 9, 9, 0]
+    rebuilt, new_dets = rebuilt_with_duplicates(gt, dets, positions)
+    _, direct = evaluated_cocoeval(rebuilt, new_dets, iou_type)
+    drawn = ap_of_draws(ev, np.array([positions]))
+    assert {k: v[0] for k, v in drawn.items()} == pytest.approx(direct, abs=1e-9)
+    # and a draw is not the figure on the distinct images it holds, when images repeat (the test can fail)
+    _, distinct = evaluated_cocoeval(gt, dets, iou_type, img_ids=[sorted(gt.getImgIds())[i] for i in {4, 1, 9, 0}])
+    assert drawn["AP"][0] != pytest.approx(distinct["AP"], abs=1e-6)
+
+
+def test_bootstrap_ap_estimate_is_cocoevals_figure_and_the_interval_holds_it():
+    gt, dets = random_coco(12, seed=2)
+    _, direct = evaluated_cocoeval(gt, dets)
+    ap = bootstrap_ap(gt, dets, "bbox", n_resamples=300)
+    assert list(ap) == ["AP", "AP50", "AP75"]
+    for name, iv in ap.items():
+        assert iv.estimate == pytest.approx(direct[name], abs=1e-12)
+        assert iv.low <= iv.estimate <= iv.high and 0 < iv.width < 0.6
+        assert iv.samples.shape == (300,) and iv.draws.shape == (300, 12) and iv.undefined == 0
+        assert str(iv) == f"{iv.estimate:.3f} [{iv.low:.3f}, {iv.high:.3f}]"
+    assert np.percentile(ap["AP"].samples, 2.5) == pytest.approx(ap["AP"].low)
+    again = bootstrap_ap(gt, dets, "bbox", stats="AP50", n_resamples=300)
+    assert list(again) == ["AP50"] and np.array_equal(again["AP50"].samples, ap["AP50"].samples)  # seeded
+    other = bootstrap_ap(gt, dets, "bbox", stats="AP50", n_resamples=300, seed=1)["AP50"]
+    assert not np.array_equal(other.draws, ap["AP50"].draws)
+    narrow = bootstrap_ap(gt, dets, "bbox", stats="AP", n_resamples=300, confidence=0.5)["AP"]
+    assert narrow.width < ap["AP"].width
+
+
+def perfect_detections(gt, images=None):
+    return [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9}
+            for a in gt.dataset["annotations"] if images is None or a["image_id"] in images]
+
+
+def test_identical_predictions_give_no_width_and_a_model_right_on_half_the_images_a_wide_one():
+    gt, _ = random_coco(10, seed=3)
+    perfect = bootstrap_ap(gt, perfect_detections(gt), "bbox", n_resamples=200)
+    for iv in perfect.values():
+        assert iv.estimate == iv.low == iv.high == pytest.approx(1.0) and iv.width == 0
+    half = bootstrap_ap(gt, perfect_detections(gt, images=range(1, 6)), "bbox", n_resamples=200)
+    assert 0.25 < half["AP"].estimate < 0.75
+    assert half["AP"].width > 0.25  # which images a draw holds decides its AP
+    same = ap_difference(perfect["AP"], perfect["AP"])
+    assert same.estimate == same.low == same.high == 0
+    gap = ap_difference(perfect["AP"], half["AP"])
+    assert gap.low > 0 and gap.estimate == pytest.approx(1 - half["AP"].estimate)
+    np.testing.assert_allclose(gap.samples, perfect["AP"].samples - half["AP"].samples)
+
+
+def test_no_detections_and_draws_without_objects():
+    gt = make_gt([(1, 1, [10, 10, 20, 20])])  # image 2 has no object
+    none = bootstrap_ap(gt, [], "bbox", stats="AP", n_resamples=200)["AP"]
+    assert none.estimate == none.low == none.high == 0
+    assert 0 < none.undefined < 200 and np.isnan(none.samples).sum() == none.undefined  # draws of image 2 only
+    found = bootstrap_ap(gt, perfect_detections(gt), "bbox", stats="AP", n_resamples=200)["AP"]
+    assert found.undefined == none.undefined and found.low == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no resample holds a ground-truth object"):
+        bootstrap_ap(gt, [], "bbox", img_ids=[2])
+
+
+def test_wrong_arguments_are_refused():
+    gt, dets = random_coco(4, seed=4)
+    with pytest.raises(ValueError, match=r"stats must be some of \['AP', 'AP50', 'AP75'\], got \['AP90'\]"):
+        bootstrap_ap(gt, dets, "bbox", stats="AP90")
+    with pytest.raises(ValueError, match="n_resamples must be at least 1"):
+        bootstrap_ap(gt, dets, "bbox", n_resamples=0)
+    with pytest.raises(ValueError, match="confidence must be between 0 and 1"):
+        bootstrap_ap(gt, dets, "bbox", confidence=95)
+    with pytest.raises(ValueError, match=r"image ids \[99\] are not in the ground truth"):
+        bootstrap_ap(gt, dets, "bbox", img_ids=[1, 99])
+    with pytest.raises(ValueError, match="holds an id twice"):
+        bootstrap_ap(gt, dets, "bbox", img_ids=[1, 1])
+    ev, _ = evaluated_cocoeval(gt, dets)
+    with pytest.raises(ValueError, match="positions 0..3 of the evaluated images, got 0..4"):
+        ap_of_draws(ev, np.array([[0, 4]]))
+    with pytest.raises(ValueError, match="2-D integer array"):
+        ap_of_draws(ev, np.array([0.0, 1.0]))
+    a = bootstrap_ap(gt, dets, "bbox", n_resamples=50)
+    b = bootstrap_ap(gt, dets, "bbox", n_resamples=50, seed=1)
+    with pytest.raises(ValueError, match="different resamples"):
+        ap_difference(a["AP"], b["AP"])
+    with pytest.raises(ValueError, match="cannot subtract bbox AP50 from bbox AP"):
+        ap_difference(a["AP"], a["AP50"])
