@@ -23,6 +23,13 @@ choice is answered with the mistaken idea behind it (the bank's ``misconceptions
 name the right choice, comes after a second wrong try in this kernel (``WRONG_TRIES``) or on request:
 ``explain("id")`` or the widget's "Show explanation" button.
 
+**Screen readers and the keyboard.** The widget uses native controls a screen reader names and the keyboard
+reaches: the question is a heading (``role="heading"``), each choice a radio button named by its text (Tab moves
+from choice to choice, Space picks one: ipywidgets' radios form no group, so the arrow keys do not move between
+them), the number box a text field labelled "Your answer", Check a button whose description says which quiz it
+checks; the verdict appears in an alert (``role="alert"``), read out as it appears. The verdict is in words, never
+in its colour alone.
+
 The widget also leaves the learner's choice in the notebook's saved outputs, where ``course grade`` reads
 it: showing it displays an invisible record ``{"id": ..., "choice": null}`` (mime type ``RECORD_MIME``, with
 a display id), and Check updates that record to the chosen bank index (or the number typed): once for a
@@ -321,25 +328,28 @@ class QuizWidget:
         self.question = q = _check(qid)
         self.checkpoint = q.kind == CHECKPOINT
         self.radio = self.entry = self.explain_button = None
-        if q.numeric:
-            self.entry = W.Text(value="", placeholder="a number", layout=W.Layout(width="12em"))
+        if q.numeric:  # the description is a <label> tied to the text field: its accessible name
+            self.entry = W.Text(value="", placeholder="a number", description="Your answer:",
+                                style={"description_width": "initial"}, layout=W.Layout(width="20em"))
             answer_area = self.entry
         else:
             self.radio = W.RadioButtons(options=[(q.choices[i], i) for i in choice_order(qid)], index=None,
                                         layout=W.Layout(width="auto"))
             answer_area = self.radio
-        self.button = W.Button(description="Check", button_style="primary")
+        self.button = W.Button(description="Check", button_style="primary",
+                               tooltip=f"Check your answer to quiz {qid}")  # the title: the button's description
         self.button.on_click(self._on_check)
         self.feedback = W.HTML("")
         buttons = self.button
         if not self.checkpoint:
-            self.explain_button = W.Button(description="Show explanation")
+            self.explain_button = W.Button(description="Show explanation",
+                                           tooltip=f"Show the explanation of quiz {qid}")
             self.explain_button.on_click(self._on_explain)
             buttons = W.HBox([self.button, self.explain_button])
         how = ("checkpoint: your first checked answer is the one recorded" if self.checkpoint
                else "self-check: try as often as you like")
-        self.box = W.VBox([W.HTML(f"<b>Quiz</b> ({how}): {html.escape(q.text)}"), answer_area, buttons,
-                           self.feedback])
+        heading = f'<div role="heading" aria-level="3"><b>Quiz</b> ({how}): {html.escape(q.text)}</div>'
+        self.box = W.VBox([W.HTML(heading), answer_area, buttons, self.feedback])
         self.choice: int | float | None = None  # the recorded answer: a checkpoint's first, a self-check's last
         self._display_id = f"course-quiz-{uuid.uuid4().hex}"
         self._displayed = False
@@ -366,9 +376,13 @@ class QuizWidget:
         self._set_inputs(self.choice, disabled=True)
         self._show(ok, text)
 
+    def _say(self, text: str, colour: str = "#333") -> None:
+        """Feedback in an alert, so that a screen reader reads it out as it appears."""
+        self.feedback.value = f'<div role="alert" style="color:{colour}">{html.escape(text)}</div>'
+
     def _show(self, ok: bool | None, text: str) -> None:
-        colour = {True: "green", False: "#b00", None: "#333"}[ok]
-        self.feedback.value = f'<span style="color:{colour}">{html.escape(text)}</span>'
+        # dark enough for a contrast of at least 4.5:1 on white; the words say the verdict, not only the colour
+        self._say(text, {True: "#006400", False: "#b00000", None: "#333"}[ok])
 
     def _response(self) -> int | float | None:
         if self.entry is not None:
@@ -383,8 +397,8 @@ class QuizWidget:
             return
         value = self._response()
         if value is None:
-            self.feedback.value = ("Type a number first (digits, with a point for decimals)."
-                                   if self.entry is not None else "Pick an answer first.")
+            self._say("Type a number first (digits, with a point for decimals)."
+                      if self.entry is not None else "Pick an answer first.")
             return
         if self.checkpoint:
             ok, text = grade(qid, value)
@@ -401,8 +415,7 @@ class QuizWidget:
         self._show(ok, text)
 
     def _on_explain(self, _button=None) -> None:
-        self.feedback.value = (f'<span style="color:#333">Explanation: '
-                               f'{html.escape(self.question.explanation)}</span>')
+        self._say(f"Explanation: {self.question.explanation}")
 
     def _repr_mimebundle_(self, **kwargs):
         bundle = self.box._repr_mimebundle_(**kwargs)

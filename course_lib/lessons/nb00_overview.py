@@ -10,8 +10,10 @@ import torch.nn.functional as F
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 from torchvision.utils import draw_segmentation_masks
 
-from course_lib.lessons.draw import colour, to_uint8
+from course_lib.lessons.draw import colour, to_uint8, with_alt
+from course_lib.training.overlays import place_labels
 from course_lib.training.predict import binarize_masks, filter_detections, run_inference
+from course_lib.utils.colours import text_colour_on
 from course_lib.utils.ui import headless
 
 # scikit-image's sample photographs: they ship inside its wheel, so nothing is downloaded.
@@ -60,7 +62,14 @@ def pipeline_figure(highlight_mask_branch: bool = True):
                 "proposals. Inference: on the final detections.", ha="center", fontsize=9.5, color="#cc0000")
     ax.set_title("Mask R-CNN = Faster R-CNN + a mask branch (numbers: the notebook that opens each stage)",
                  fontsize=12)
-    return fig
+    return with_alt(fig, "Block diagram of Mask R-CNN, left to right: image, ResNet backbone (notebook 01), FPN with "
+                    "levels P2 to P6 (01), then the RPN (02) sends proposals to RoIAlign (03), which feeds a box head "
+                    "(class and box refinement, 04) and a mask head (28 by 28 mask per class, 04); both lead to the "
+                    "output of boxes, labels, scores and masks. "
+                    + ("The mask head is outlined in red as the one addition over Faster R-CNN; a dashed arrow "
+                       "says that at inference it works on the box head's detections after NMS."
+                       if highlight_mask_branch else "At inference the mask head works on the box head's detections "
+                       "after NMS."))
 
 
 def soft_mask_figure(prob: torch.Tensor, threshold: float = 0.5):
@@ -74,46 +83,37 @@ def soft_mask_figure(prob: torch.Tensor, threshold: float = 0.5):
     for ax in (a, b):
         ax.axis("off")
     fig.tight_layout()
-    return fig
+    inside = float((prob > threshold).float().mean()) * 100
+    return with_alt(fig, f"Two panels. Left: one detection's mask probabilities, {prob.shape[-1]} by "
+                         f"{prob.shape[-2]} pixels, on a colour scale from 0 (dark) to 1 (yellow): high inside the "
+                         "object, low outside, intermediate only along its border. Right: the same mask thresholded "
+                         f"at {threshold}, white inside ({inside:.0f} % of the pixels), black outside.")
 
 
 # ---- detections drawn with matplotlib: labels in points, placed so that they do not overlap ------------------
 
-def _overlap(a, b) -> float:
-    """Overlap area of two display-space boxes (matplotlib ``Bbox``)."""
-    w = min(a.x1, b.x1) - max(a.x0, b.x0)
-    h = min(a.y1, b.y1) - max(a.y0, b.y0)
-    return max(w, 0.0) * max(h, 0.0)
-
-
 def _place_labels(ax, boxes: list[list[float]], texts: list[str], colours: list[str], fontsize: float) -> list:
-    """One label per box, at the first corner spot (outside the box above, inside, below...) where it overlaps
-    no label placed before and stays inside the picture; where every spot overlaps, the least bad one."""
+    """One label per box, at a corner of its box where it overlaps no other label and stays inside the picture
+    (``training.overlays.place_labels``, here in display pixels); black or white text, whichever reads better on
+    the label's colour."""
     canvas = ax.figure.canvas  # Agg (inline, headless) has get_renderer; other canvases: matplotlib's own
     renderer = canvas.get_renderer() if hasattr(canvas, "get_renderer") else ax.figure._get_renderer()
     frame = ax.get_window_extent(renderer)
-    placed, artists = [], []
+    top = ax.figure.bbox.height  # display y grows upwards; place_labels' y grows downwards
+    pad = 1.5
+    artists, rects, sizes = [], [], []
     for (x1, y1, x2, y2), text, col in zip(boxes, texts, colours, strict=True):
-        spots = [(x1, y1, "left", "bottom"), (x1, y1, "left", "top"), (x1, y2, "left", "top"),
-                 (x1, y2, "left", "bottom"), (x2, y1, "right", "bottom"), (x2, y1, "right", "top"),
-                 (x2, y2, "right", "top"), (x2, y2, "right", "bottom")]
-        best = None
-        for x, y, ha, va in spots:
-            t = ax.text(x, y, text, fontsize=fontsize, color="white", ha=ha, va=va, clip_on=True,
-                        bbox=dict(fc=col, alpha=0.85, lw=0, pad=1.2))
-            ext = t.get_window_extent(renderer).expanded(1.0, 1.0).padded(1.5)
-            outside = ext.width * ext.height - _overlap(ext, frame)
-            cost = sum(_overlap(ext, other) for other in placed) + outside
-            if best is None or cost < best[0]:
-                if best is not None:
-                    best[1].remove()
-                best = (cost, t, ext)
-            else:
-                t.remove()
-            if cost == 0:
-                break
-        placed.append(best[2])
-        artists.append(best[1])
+        t = ax.text(0, 0, text, fontsize=fontsize, color=text_colour_on(col), ha="left", va="top", clip_on=True,
+                    bbox=dict(fc=col, alpha=0.85, lw=0, pad=1.2))
+        ext = t.get_window_extent(renderer).padded(pad)
+        (ax1, ay1), (ax2, ay2) = ax.transData.transform([(x1, y1), (x2, y2)])
+        rects.append((min(ax1, ax2), top - max(ay1, ay2), max(ax1, ax2), top - min(ay1, ay2)))
+        sizes.append((ext.width, ext.height))
+        artists.append(t)
+    spots = place_labels(rects, sizes, (frame.x0, top - frame.y1, frame.x1, top - frame.y0))
+    to_data = ax.transData.inverted()
+    for t, (x, y) in zip(artists, spots, strict=True):
+        t.set_position(to_data.transform((x + pad, top - (y + pad))))
     return artists
 
 
@@ -147,6 +147,27 @@ def _finish(fig, fontsize: float = 8):
     return fig
 
 
+def _names(kept: dict, class_names: list[str], top: int = 6) -> str:
+    """"2 circles, 1 square" for the labels of a detections or target dict ("nothing" for none)."""
+    counts: dict[str, int] = {}
+    for lab in torch.as_tensor(kept["labels"]).tolist():
+        name = class_names[lab] if lab < len(class_names) else str(lab)
+        counts[name] = counts.get(name, 0) + 1
+    if not counts:
+        return "nothing"
+
+    def plural(name: str, n: int) -> str:
+        return name if n == 1 else name + ("es" if name.endswith(("s", "x", "sh", "ch")) else "s")
+
+    return ", ".join(f"{n} {plural(name, n)}" for name, n in list(counts.items())[:top])
+
+
+def _describe_pair(target: dict, output: dict, class_names: list[str], score_threshold: float) -> str:
+    kept = filter_detections(output, score_threshold)
+    return (f"Image {int(target['image_id'])}: ground truth {_names(target, class_names)}; "
+            f"detected {_names(kept, class_names)}.")
+
+
 def detections_figure(samples: list, outputs: list[dict], class_names: list[str], score_threshold: float = 0.5,
                       ncols: int = 4, size: float = 3.0):
     """Ground truth and prediction side by side for each ``(image, target)`` in ``samples``.
@@ -166,7 +187,12 @@ def detections_figure(samples: list, outputs: list[dict], class_names: list[str]
         kept = filter_detections(out, score_threshold)
         _draw_panel(next(panels), image, kept["boxes"], kept["labels"], binarize_masks(kept["masks"]),
                     class_names, kept["scores"], title=f"prediction (score >= {score_threshold})")
-    return _finish(fig)
+    return with_alt(_finish(fig), f"{len(samples)} validation images, each twice: the ground truth, then the "
+                                  f"model's detections with a score of at least {score_threshold}. "
+                                  + " ".join(_describe_pair(t, o, class_names, score_threshold)
+                                             for (_, t), o in zip(samples, outputs, strict=True))
+                                  + " Masks are painted in each class's colour and every label sits at a corner "
+                                  "of its box where it covers no other label.")
 
 
 # ---- real photographs --------------------------------------------------------------------------------------
@@ -229,7 +255,10 @@ def photo_figure(results: dict, class_names: list[str], score_threshold: float =
         _draw_panel(ax, seen, kept["boxes"], kept["labels"], binarize_masks(kept["masks"]), class_names,
                     kept["scores"], title=f"{name} ({seen.shape[-1]}x{seen.shape[-2]} px): "
                                           f"{len(kept['scores'])} with score >= {score_threshold:.2f}")
-    return _finish(fig)
+    return with_alt(_finish(fig), "The photographs as the model saw them, with its detections at a score of at "
+                                  f"least {score_threshold:.2f}: " + "; ".join(
+                                      f"{name}: {_names(filter_detections(out, score_threshold), class_names)}"
+                                      for name, (seen, out) in results.items()) + ".")
 
 
 def photo_explorer(results: dict, class_names: list[str], score_threshold: float = 0.5):

@@ -14,7 +14,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 from torch import Tensor
 
 from course_lib.detection.backbone_utils import feature_shapes
-from course_lib.lessons.draw import add_box, panel_grid, show_image
+from course_lib.lessons.draw import add_box, panel_grid, show_image, with_alt
 
 # Stride (pixels per cell) of each level of a ResNet + FPN backbone.
 STRIDES = {"C2": 4, "C3": 8, "C4": 16, "C5": 32, "P2": 4, "P3": 8, "P4": 16, "P5": 32, "P6": 64}
@@ -107,7 +107,11 @@ def fpn_diagram():
     ax.text(x_p, 6.0, "FPN outputs", ha="center", fontsize=10, weight="bold")
     ax.set_title("The FPN merge: every P level = 3x3 conv( lateral 1x1 conv of C + upsampled merge from above )",
                  fontsize=10)
-    return fig
+    return with_alt(fig, "Diagram of the FPN merge. Left column, bottom to top: ResNet levels C2 to C5 with 64, 128, "
+                         "256 and 512 channels at strides 4 to 32. Each goes through a lateral 1 by 1 convolution into "
+                         "a sum; a red top-down path upsamples each sum by 2 (nearest) and adds it to the level "
+                         "below (C5's sum has nothing from above). A 3 by 3 convolution turns each sum into the "
+                         "output P2 to P5, 64 channels each, and P6 is P5 max-pooled with stride 2.")
 
 
 def stride_grid_figure(image: Tensor, levels: list[str], cell: tuple[int, int] | None = None, size: float = 3.0):
@@ -140,7 +144,14 @@ def stride_grid_figure(image: Tensor, levels: list[str], cell: tuple[int, int] |
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    return fig
+    h, w = image.shape[-2:]
+    grids = "; ".join(f"{lv} stride {STRIDES[lv]}, {feature_shapes((h, w))[lv][0]} by "
+                      f"{feature_shapes((h, w))[lv][1]} cells" for lv in levels)
+    return with_alt(fig, f"One panel per level over a {h} by {w} pixel image, each with that level's grid of "
+                         f"feature-map cells: {grids}. One cell near the centre is filled red, with a yellow dot at "
+                         "its top-left pixel, (x times stride, y times stride), where its receptive field is "
+                         "centred. Where the stride does not divide the image size, the last row and column of "
+                         "cells hang over the edge, drawn in grey.")
 
 
 def top_channels(feature: Tensor, k: int) -> Tensor:
@@ -166,7 +177,11 @@ def channel_gallery(image: Tensor, rows: dict[str, Tensor], k: int = 6, size: fl
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    return fig
+    return with_alt(fig, f"A grid with one row per feature map ({', '.join(rows)}): the image, then the {k} channels "
+                         "that vary most across it, in grey (white = the channel's maximum). The trained C2 "
+                         "channels are thin bright lines along the shapes' outlines, each for its own edge "
+                         "directions; the untrained ones are blurred copies of the colours; trained C3 fires on "
+                         "a few spots such as corners, untrained C3 shows coarse blurs.")
 
 
 def _dilate(mask: Tensor, r: int) -> Tensor:
@@ -297,4 +312,9 @@ def receptive_field_figure(image: Tensor, erf: dict[str, tuple[Tensor, tuple[int
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    return fig
+    return with_alt(fig, f"{n} panels, one per level ({', '.join(erf)}): the gradient of the level's centre cell "
+                         "with respect to the input, on a heat scale over the greyed image, with a dashed square "
+                         "for the theoretical receptive field. Outside a C level's square the gradient is zero; "
+                         "inside, C2 to C4 concentrate their weight near the centre, far inside the square; C5's "
+                         "square is larger than the image. P2 and P3 reach beyond the square of the C level they "
+                         "come from: the top-down path brings in context.")

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from course_lib.detection._utils import Matcher, decode_boxes, encode_boxes
 from course_lib.detection.rpn import assign_targets_to_anchors, filter_proposals, rpn_head_outputs
-from course_lib.lessons.draw import GT, NEG, NEU, POS, add_box, panel_grid, show_image
+from course_lib.lessons.draw import GT, NEG, NEU, POS, add_box, panel_grid, show_image, with_alt
 from course_lib.utils.colours import PALETTE
 from course_lib.utils.ui import headless
 
@@ -55,19 +55,25 @@ def anchor_figure(image: Tensor, anchors: list[Tensor], feature_sizes: list[tupl
         axes.flat[-1].legend(fontsize=7, loc="lower right", framealpha=0.8, title="height/width",
                              title_fontsize=7)
     fig.tight_layout()
-    return fig
+    levels = "; ".join(f"P{k + 2}: {gh} by {gw} centres" + (f", size {sizes[k]} anchors" if sizes else "")
+                       for k, (gh, gw) in enumerate(feature_sizes))
+    return with_alt(fig, f"One panel per pyramid level over the same {h} by {w} image, each with a white dot on "
+                         f"every anchor centre and the {anchors_per_cell} anchors of the centre cell drawn as boxes"
+                         + (f" (aspect ratios {', '.join(str(r) for r in ratios)})" if ratios else "") + f": {levels}. "
+                         "The finest level's anchors are smaller than the shapes and the coarsest level's larger "
+                         "than the image; the middle levels fit the objects.")
 
 
 def iou_figure(pairs: list[tuple[Tensor, Tensor]], ious: list[float], size: float = 2.6):
     """One panel per pair of boxes: both boxes, their overlap filled, and the IoU."""
     fig, axes = panel_grid(len(pairs), size)
     for ax, (a, b), iou in zip(axes.flat, pairs, ious, strict=True):
-        add_box(ax, a, "#4363d8", lw=2)
-        add_box(ax, b, "#e6194b", lw=2)
+        add_box(ax, a, PALETTE[3], lw=2)  # blue
+        add_box(ax, b, PALETTE[1], lw=2)  # vermillion
         ix1, iy1 = max(a[0], b[0]), max(a[1], b[1])
         ix2, iy2 = min(a[2], b[2]), min(a[3], b[3])
         if ix2 > ix1 and iy2 > iy1:
-            add_box(ax, (ix1, iy1, ix2, iy2), "#911eb4", fill=True, alpha=0.35, lw=0)
+            add_box(ax, (ix1, iy1, ix2, iy2), PALETTE[5], fill=True, alpha=0.5, lw=0)  # reddish purple
         both = torch.stack([torch.as_tensor(a), torch.as_tensor(b)]).float()
         lo, hi = both[:, :2].min().item(), both[:, 2:].max().item()
         ax.set_xlim(lo - 3, hi + 3)
@@ -78,7 +84,10 @@ def iou_figure(pairs: list[tuple[Tensor, Tensor]], ious: list[float], size: floa
         ax.set_title(f"IoU = {iou:.2f}", fontsize=10)
     fig.suptitle("IoU = overlap (purple) / union (everything inside either box)", fontsize=10)
     fig.tight_layout()
-    return fig
+    return with_alt(fig, "Pairs of boxes, a blue one and a vermillion one, with their overlap filled purple, and "
+                         "the IoU of each pair: " + "; ".join(f"{iou:.2f}" for iou in ious) + ". IoU is the "
+                         "overlap divided by the area inside either box; it drops fast as one box moves off the "
+                         "other, and boxes that do not touch have IoU 0.")
 
 
 def anchor_label_counts(labels: Tensor, best_iou: Tensor, num_anchors_per_level: list[int],
@@ -124,7 +133,12 @@ def anchor_labels_figure(image: Tensor, gt_boxes: Tensor, anchors: Tensor, label
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    return fig
+    n_low = int(((best_iou < high) & pos).sum())
+    return with_alt(fig, f"Three copies of the greyed image with the objects' boxes dotted white. Left: the "
+                         f"{int(pos.sum())} positive anchors in bluish green, {n_low} of them dashed as low-quality "
+                         f"matches (best IoU below {high}). Middle: the {int(neu.sum())} neutral anchors in sky "
+                         "blue, clustered around the objects. Right: the centres of the "
+                         f"{int(neg.sum())} negative anchors as small vermillion dots, everywhere else.")
 
 
 def sampling_figure(image: Tensor, gt_boxes: Tensor, anchors: Tensor, labels: Tensor, pos_mask: Tensor,
@@ -168,18 +182,22 @@ def sampling_figure(image: Tensor, gt_boxes: Tensor, anchors: Tensor, labels: Te
                        Patch(color=NEG, label="sampled negatives")], fontsize=8)
     ax.set_title("available (left bar) vs sampled (right bar)", fontsize=9)
     fig.tight_layout()
-    return fig
+    return with_alt(fig, f"Left: the greyed image with the anchors one training step uses: {taken[0]} positive "
+                         f"anchors as bluish-green boxes on the objects and {taken[1]} negative anchors as vermillion "
+                         "dots spread over the background. Right: a bar chart on a log scale of available versus "
+                         f"sampled anchors: positive {avail[0]} available, {taken[0]} sampled; negative {avail[1]} "
+                         f"available, {taken[1]} sampled; neutral {avail[2]} available, none sampled.")
 
 
 def box_coding_figure(anchor: Tensor, gt: Tensor, codes: Tensor, size: float = 4.0):
     """An anchor, a ground-truth box, the shift between their centres and the four numbers that code it."""
     fig, ax = plt.subplots(figsize=(size * 1.7, size))
     a, g = anchor.tolist(), gt.tolist()
-    add_box(ax, a, "#4363d8", lw=2, ls="--", label="anchor (the reference)")
+    add_box(ax, a, PALETTE[3], lw=2, ls="--", label="anchor (the reference)")
     add_box(ax, g, POS, lw=2, label="ground truth (the target)")
     ac = ((a[0] + a[2]) / 2, (a[1] + a[3]) / 2)
     gc = ((g[0] + g[2]) / 2, (g[1] + g[3]) / 2)
-    ax.plot(*ac, "o", color="#4363d8")
+    ax.plot(*ac, "o", color=PALETTE[3])
     ax.plot(*gc, "o", color=POS)
     ax.add_patch(FancyArrowPatch(ac, gc, arrowstyle="-|>", mutation_scale=12, color="black"))
     x1, y1 = min(a[0], g[0]), min(a[1], g[1])
@@ -202,7 +220,11 @@ def box_coding_figure(anchor: Tensor, gt: Tensor, codes: Tensor, size: float = 4
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     ax.set_title("box coding (weights 1, 1, 1, 1, as in the RPN)", fontsize=10)
     fig.tight_layout()
-    return fig
+    return with_alt(fig, f"An anchor (dashed blue box, centre ({ac[0]:g}, {ac[1]:g}), {aw:g} by {ah:g} pixels) "
+                         f"and its ground-truth box (bluish green, centre ({gc[0]:g}, {gc[1]:g}), {gw:g} by {gh:g}), "
+                         f"with an arrow from one centre to the other. Beside it the four codes: dx {dx:+.3f}, "
+                         f"dy {dy:+.3f}, dw {dw:+.3f}, dh {dh:+.3f}: the shift in units of the anchor's size and "
+                         "the log of the size ratio.")
 
 
 @dataclass
@@ -299,7 +321,12 @@ def objectness_figure(image: Tensor, maps: list[Tensor], gt_boxes: Tensor | None
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.012, pad=0.01)
-    return fig
+    peaks = ", ".join(f"P{k + 2} {(m[0].max(dim=0).values if m.dim() == 4 else m).max().item():.2f}"
+                      for k, m in enumerate(maps))
+    return with_alt(fig, "The image, then one map per pyramid level of the RPN's objectness (the highest of a "
+                         "cell's anchors, dark 0 to yellow 1), with the objects' boxes dotted. Highest value per "
+                         f"level: {peaks}. Each object lights up the level whose anchors fit its size; the other "
+                         "levels stay dark.")
 
 
 def _draw_proposals(ax, image, boxes, scores, gt_boxes, title):
@@ -327,7 +354,11 @@ def proposals_figure(image: Tensor, panels: list[tuple[Tensor, Tensor, str]], gt
         _draw_proposals(ax, image, boxes, scores, gt_boxes, title)
     sm = plt.cm.ScalarMappable(cmap="plasma", norm=plt.Normalize(0, 1))
     fig.colorbar(sm, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01, label="objectness")
-    return fig
+    return with_alt(fig, "Proposals on the greyed image, coloured by objectness (dark purple low to yellow high), "
+                         "ground truth dotted white; one panel each: " + "; ".join(
+                             f"{title}: {len(boxes)} boxes" for boxes, _, title in panels) + ". Without NMS the best "
+                         "boxes pile up as near-copies on the easiest objects; after NMS they spread over all of "
+                         "them.")
 
 
 def recall_curve(out: RPNOutput, gt_boxes: list[Tensor], counts: list[int], iou_thresholds=(0.5, 0.7),
@@ -356,7 +387,13 @@ def recall_figure(counts: list[int], curves: dict[str, Tensor], iou_thresholds=(
         ax.set_title(f"objects found with IoU >= {thr}", fontsize=10)
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    return fig
+    best = "; ".join(f"{label}: " + ", ".join(f"{curve[-1, t].item():.2f} at IoU {thr}"
+                                              for t, thr in enumerate(iou_thresholds))
+                     for label, curve in curves.items())
+    return with_alt(fig, f"Line charts of recall (0 to 1) against the number of proposals kept per image, "
+                         f"{counts[0]} to {counts[-1]} on a log scale, one panel per IoU threshold "
+                         f"({', '.join(str(t) for t in iou_thresholds)}), one line per ranking. Recall at "
+                         f"{counts[-1]} proposals: {best}.")
 
 
 def proposal_explorer(out: RPNOutput, image: Tensor, gt_boxes: Tensor | None = None, nms_thresh: float = 0.7,
@@ -374,6 +411,9 @@ def proposal_explorer(out: RPNOutput, image: Tensor, gt_boxes: Tensor | None = N
         nms_note = "NMS off" if nms_thresh >= 1 else f"NMS at IoU {nms_thresh:.2f}"
         _draw_proposals(ax, image, boxes[:top_k], scores[:top_k], gt_boxes,
                         f"best {min(top_k, len(boxes))} of {len(boxes)} proposals ({nms_note})")
+        with_alt(fig, f"The best {min(top_k, len(boxes))} of {len(boxes)} proposals ({nms_note}) on the greyed image, "
+                      "coloured by objectness from dark purple (low) to yellow (high), the objects' boxes dotted "
+                      "white. A lower NMS threshold leaves fewer, less overlapping boxes.")
         plt.show()
         return len(boxes)
 

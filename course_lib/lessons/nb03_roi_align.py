@@ -12,10 +12,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from course_lib.detection.receptive_field import receptive_fields
 from course_lib.ops._utils import as_pair
 from course_lib.ops.poolers import assign_fpn_levels
 from course_lib.ops.roi_align import box_geometry
 from course_lib.ops.roi_pool import quantise_rois
+from course_lib.utils.colours import PALETTE
+
+BLUE, ORANGE = PALETTE[3], PALETTE[4]  # the course palette's blue and orange (apart for every colour vision)
 
 
 def roi_pool_bins(box: Sequence[float], output_size, spatial_scale: float, feature_size: Sequence[int]) -> dict:
@@ -124,10 +128,10 @@ def plot_roi_pool_quantisation(box: Sequence[float], output_size, stride: int, f
     cx1, cy1, cx2, cy2 = q["cells"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 5))
     _grid_axes(axes[0], feature_size, stride, "the box (red) and the cells RoIPool snaps it to (blue)")
-    _rect(axes[0], cx1 * stride, cy1 * stride, (cx2 + 1) * stride, (cy2 + 1) * stride, fc="#4363d8", alpha=0.25,
-          ec="#4363d8", lw=2)
+    _rect(axes[0], cx1 * stride, cy1 * stride, (cx2 + 1) * stride, (cy2 + 1) * stride, fc=BLUE, alpha=0.25,
+          ec=BLUE, lw=2)
     _grid_axes(axes[1], feature_size, stride, f"{out_h}x{out_w} bins: RoIPool (coloured cells) vs RoIAlign (red)")
-    colours = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#9a6324", "#808000"]
+    colours = PALETTE[1:10]  # neighbouring bins in colours that stay apart for every colour vision
     for i, (r0, r1) in enumerate(q["rows"]):
         for j, (c0, c1) in enumerate(q["cols"]):
             col = colours[(i * out_w + j) % len(colours)]
@@ -144,7 +148,15 @@ def plot_roi_pool_quantisation(box: Sequence[float], output_size, stride: int, f
     for ax in axes:
         ax.set_xlabel("image pixels (grid: one feature-map cell)", fontsize=8)
     fig.tight_layout()
-    return fig
+    from course_lib.lessons.draw import with_alt
+
+    x1, y1, x2, y2 = map(float, box)
+    return with_alt(fig, f"Two panels on a grid of feature-map cells of {stride} pixels. Left: the box from "
+                         f"({x1:g}, {y1:g}) to ({x2:g}, {y2:g}) in red, and in blue the cells RoIPool snaps it to, "
+                         f"from ({cx1 * stride}, {cy1 * stride}) to ({(cx2 + 1) * stride}, {(cy2 + 1) * stride}): a "
+                         f"region that does not match the box. Right: RoIPool's {out_h} by {out_w} bins as "
+                         "coloured groups of whole cells, some sharing a row or column, next to RoIAlign's exact "
+                         "division of the box into equal parts, dashed red.")
 
 
 def plot_shift_response(shifts: Sequence[float], pooled: dict, stride: int, what: str = "one output value"):
@@ -152,7 +164,7 @@ def plot_shift_response(shifts: Sequence[float], pooled: dict, stride: int, what
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    styles = {"roi_pool": dict(color="#4363d8", drawstyle="steps-post"), "roi_align": dict(color="#cc0000")}
+    styles = {"roi_pool": dict(color=BLUE, drawstyle="steps-post"), "roi_align": dict(color="#cc0000")}
     for name, values in pooled.items():
         ax.plot(list(shifts), list(values), lw=2, label=name, **styles.get(name, {}))
     for k in range(int(max(shifts) // stride) + 1):
@@ -162,7 +174,12 @@ def plot_shift_response(shifts: Sequence[float], pooled: dict, stride: int, what
     ax.legend(fontsize=9)
     ax.set_title("moving the box moves RoIAlign's output smoothly; RoIPool's jumps", fontsize=10)
     fig.tight_layout()
-    return fig
+    from course_lib.lessons.draw import with_alt
+
+    return with_alt(fig, f"Line chart of {what} against the box's shift to the right, 0 to {max(shifts):g} pixels, "
+                         f"with grid lines every {stride} pixels: RoIPool's value (blue) is a staircase that stays "
+                         "flat and then jumps when a rounding flips; RoIAlign's value (red) changes smoothly with "
+                         "the shift.")
 
 
 def plot_bilinear(feature: Tensor, y: float, x: float):
@@ -186,7 +203,15 @@ def plot_bilinear(feature: Tensor, y: float, x: float):
     ax.set_yticks(range(H))
     ax.set_title(f"the point (y, x) = ({y}, {x}) reads 4 cells", fontsize=10)
     fig.tight_layout()
-    return fig
+    from course_lib.lessons.draw import with_alt
+
+    return with_alt(fig, f"A {H} by {W} feature map as a colour grid, a red point at (y, x) = ({y}, {x}), and "
+                         "lines to the four cells around it, thicker for a larger weight. Each of the four cells "
+                         "is labelled with its value and weight: "
+                         + "; ".join(f"cell ({cy}, {cx}) value {feature[cy, cx]:.1f} weight {w:.2f}" for (cy, cx), w in
+                                     {(y0, x0): (1 - ly) * (1 - lx), (y0, x1): (1 - ly) * lx,
+                                      (y1, x0): ly * (1 - lx), (y1, x1): ly * lx}.items())
+                         + ". The weights sum to 1; the nearest cell weighs most.")
 
 
 def plot_sampling_points(box: Sequence[float], output_size, stride: int, feature_size: Sequence[int],
@@ -215,9 +240,20 @@ def plot_sampling_points(box: Sequence[float], output_size, stride: int, feature
         for b in range(1, out_h):
             ax.plot([x1, x2], [y1 + b * (y2 - y1) / out_h] * 2, color="#cc0000", lw=1, ls="--")
         py, px = torch.meshgrid(ys.flatten(), xs.flatten(), indexing="ij")
-        ax.plot(px.flatten() * stride, py.flatten() * stride, "o", color="#4363d8", ms=4)
+        ax.plot(px.flatten() * stride, py.flatten() * stride, "o", color=BLUE, ms=4)
     fig.tight_layout()
-    return fig
+    from course_lib.lessons.draw import with_alt
+
+    described = []
+    for k, (ratio, aligned) in enumerate(settings):
+        ys, xs = sample_points(box, output_size, 1.0 / stride, ratio, aligned)
+        title = titles[k] if titles else f"sampling_ratio {ratio}, aligned {aligned}"
+        described.append(f"{title}: {ys.shape[1]} by {xs.shape[1]} samples per bin"
+                         + ("" if aligned else ", all half a cell right of and below where the box says"))
+    return with_alt(fig, f"{len(settings)} panels on a grid of feature-map cells (grey dots: cell centres), each "
+                         f"with the box from ({x1:g}, {y1:g}) to ({x2:g}, {y2:g}) in red, its {out_h} by {out_w} "
+                         "bins dashed, and blue dots where RoIAlign's samples read the map. " + "; ".join(described)
+                         + ".")
 
 
 def plot_weight_matrices(wy: Tensor, wx: Tensor, stride: int | None = None):
@@ -235,7 +271,12 @@ def plot_weight_matrices(wy: Tensor, wx: Tensor, stride: int | None = None):
         ax.set_title(f"{name} {tuple(m.shape)}: each row sums to {float(m.sum(1).max()):.2f}", fontsize=10)
         fig.colorbar(im, ax=ax, fraction=0.03)
     fig.tight_layout()
-    return fig
+    from course_lib.lessons.draw import with_alt
+
+    return with_alt(fig, f"Two heat maps in blue. Wy, {wy.shape[0]} bins by {wy.shape[1]} feature-map rows, and "
+                         f"Wx, {wx.shape[0]} bins by {wx.shape[1]} columns: each bin's row holds the weights of the "
+                         "few cells its samples read, zero elsewhere, so every row is a small band that moves "
+                         "along the diagonal, and each row sums to 1.")
 
 
 def plot_fpn_levels(sizes: Tensor, k_min: int = 2, k_max: int = 5, canonical_scale: int = 224,
@@ -247,7 +288,7 @@ def plot_fpn_levels(sizes: Tensor, k_min: int = 2, k_max: int = 5, canonical_sca
     boxes = torch.stack([torch.zeros_like(s), torch.zeros_like(s), s, s], 1)
     levels = assign_fpn_levels(boxes, k_min, k_max, canonical_scale, canonical_level) + k_min
     fig, (ax, hx) = plt.subplots(2, 1, figsize=(7, 4.2), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
-    ax.step(s.numpy(), levels.numpy(), where="post", color="#4363d8", lw=2)
+    ax.step(s.numpy(), levels.numpy(), where="post", color=BLUE, lw=2)
     for t in level_thresholds(k_min, k_max, canonical_scale, canonical_level):
         ax.axvline(t, color="#bbbbbb", lw=0.8, ls="--")
         ax.text(t, k_min + 0.1, f" {t:g}", fontsize=8, color="#666666")
@@ -256,8 +297,47 @@ def plot_fpn_levels(sizes: Tensor, k_min: int = 2, k_max: int = 5, canonical_sca
     ax.set_ylabel("pooled from")
     ax.set_title(f"FPN level of a box: floor({canonical_level} + log2(sqrt(w*h) / {canonical_scale})), "
                  f"clamped to P{k_min}-P{k_max}", fontsize=10)
-    hx.hist(sizes.numpy(), bins=torch.logspace(3, 10, 57, base=2).numpy(), color="#f58231")
+    hx.hist(sizes.numpy(), bins=torch.logspace(3, 10, 57, base=2).numpy(), color=ORANGE)
     hx.set_xlabel("box size sqrt(w * h) in pixels")
     hx.set_ylabel(label, fontsize=9)
     fig.tight_layout()
-    return fig
+    from course_lib.lessons.draw import with_alt
+
+    box_levels = assign_fpn_levels(torch.stack([torch.zeros_like(sizes), torch.zeros_like(sizes), sizes, sizes], 1)
+                                   .float(), k_min, k_max, canonical_scale, canonical_level) + k_min
+    counts = ", ".join(f"P{k}: {int((box_levels == k).sum())}" for k in range(k_min, k_max + 1))
+    return with_alt(fig, f"Top: a staircase of the FPN level a box is pooled from against its size "
+                         f"(square root of width times height, 8 to 1024 pixels, log scale), P{k_min} to P{k_max}, "
+                         f"with canonical scale {canonical_scale} at level {canonical_level}; thresholds at "
+                         + ", ".join(f"{t:g}" for t in level_thresholds(k_min, k_max, canonical_scale,
+                                                                       canonical_level))
+                         + f" pixels. Bottom: a histogram of the sizes of {len(sizes)} {label}"
+                         + (f", between {float(sizes.min()):.0f} and {float(sizes.max()):.0f} pixels"
+                            if len(sizes) else "") + f". Boxes per level: {counts}.")
+
+
+def cell_centres_table(net, prefix: str = "C", image_size: int = 256) -> str:
+    """Where each output map's centre cell looks, measured (``receptive_fields``), and where RoIAlign reads it.
+
+    One row per map of ``net`` (a ResNet body: C2-C5): the cell's column ``i``, the input columns its gradient
+    reaches, the pixel in their middle and its centre ``x`` (pixel ``j`` covers ``[j, j + 1)``), and the ``x`` at
+    which ``roi_align`` puts the cell's value: ``i * stride`` with ``aligned=False``, ``(i + 0.5) * stride`` with
+    ``aligned=True``, each with its distance from the measured centre. Rows and columns agree (square fields);
+    the last line says so.
+    """
+    fields = receptive_fields(net, image_size)
+    lines = [f"{'level':5s} {'stride':>6s} {'cell i':>6s}  {'pixels reaching it':>18s}  {'centre pixel':>12s}  "
+             f"{'aligned=False puts it at':>24s}  {'aligned=True at':>21s}"]
+    for f in fields:
+        i = f.cell[1]
+        centre_x = f.centre[1] + 0.5
+        at_false, at_true = i * f.stride, (i + 0.5) * f.stride
+        level = f"{prefix}{f.stride.bit_length() - 1}"
+        lines.append(f"{level:5s} {f.stride:6d} {i:6d}  {f'{f.first[1]}..{f.last[1]}':>18s}  "
+                     f"{f'{f.centre[1]:g} (x={centre_x:g})':>12s}  "
+                     f"{f'x={at_false:g} ({abs(at_false - centre_x):g} px off)':>24s}  "
+                     f"{f'x={at_true:g} ({abs(at_true - centre_x):g} px off)':>21s}"
+                     + ("  (field cut by the input's border)" if f.clipped else ""))
+    square = all(f.first[0] == f.first[1] and f.last[0] == f.last[1] for f in fields)
+    lines.append(f"rows: the same as the columns: {square}")
+    return "\n".join(lines)

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from course_lib.detection.roi_heads import select_training_samples
-from course_lib.lessons.draw import colour, plot_boxes
+from course_lib.lessons.draw import colour, plot_boxes, with_alt
+from course_lib.utils.colours import PALETTE
 
 
 def positive_rois_of(rois: Tensor, matched: Tensor, labels: Tensor, objects: list[int],
@@ -92,18 +93,24 @@ def plot_loss_gradients(grads: dict[str, Tensor], class_names: list[str]):
                 ax.set_ylabel(name.replace(", ", ",\n"), fontsize=9)
     fig.colorbar(im, ax=axes, fraction=0.02)
     fig.suptitle("gradient of the loss with respect to each class's 28x28 mask logits (one RoI)", fontsize=10)
-    return fig
+    sums = "; ".join(f"{name}: " + ", ".join(f"{class_names[c]} {float(grads[name][c].abs().sum()):.3f}"
+                                             for c in range(k)) for name in names)
+    return with_alt(fig, f"A grid of 28 by 28 gradient maps, one row per loss ({', '.join(names)}), one column per "
+                         "class, on a blue-white-red scale centred on 0. Summed absolute gradient per map: "
+                         f"{sums}. Where a loss looks only at the ground-truth class's map, the other maps of its "
+                         "row are blank: no gradient reaches them.")
 
 
-def box_panels(image: Tensor, panels: list[dict], size: float = 4.0):
-    """One ``plot_boxes`` panel per dict of keyword arguments, side by side; returns the figure."""
+def box_panels(image: Tensor, panels: list[dict], size: float = 4.0, alt: str | None = None):
+    """One ``plot_boxes`` panel per dict of keyword arguments, side by side; returns the figure, with ``alt``
+    as its alt text (``draw.with_alt``)."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size), squeeze=False)
     for ax, panel in zip(axes[0], panels, strict=True):
         plot_boxes(ax, image, **panel)
     fig.tight_layout()
-    return fig
+    return with_alt(fig, alt) if alt is not None else fig
 
 
 def plot_mask_targets(image: Tensor, boxes: Tensor, crops: Tensor, targets: Tensor):
@@ -116,7 +123,7 @@ def plot_mask_targets(image: Tensor, boxes: Tensor, crops: Tensor, targets: Tens
     from course_lib.lessons.draw import to_uint8
 
     n = len(targets)
-    colours = [plt.get_cmap("tab10")(i % 10) for i in range(n)]
+    colours = [PALETTE[1 + i % (len(PALETTE) - 1)] for i in range(n)]
     fig = plt.figure(figsize=(3.2 + 1.7 * n, 3.6))
     grid = fig.add_gridspec(2, n + 2, width_ratios=[1.9, 0.1] + [1] * n)
     plot_boxes(fig.add_subplot(grid[:, 0]), image, boxes, colours, title="positive sampled RoIs")
@@ -134,7 +141,12 @@ def plot_mask_targets(image: Tensor, boxes: Tensor, crops: Tensor, targets: Tens
         pos = bottom.get_position()
         cax = fig.add_axes([pos.x1 + 0.006, pos.y0, 0.008, pos.height])
         fig.colorbar(values, cax=cax, label="target")
-    return fig
+    covered = ", ".join(f"proposal {i} {float(targets[i].mean()) * 100:.0f} %" for i in range(n))
+    return with_alt(fig, f"Left: the image with {n} positive sampled proposals, each box in its own colour. Right, "
+                         "for each proposal: above, the image inside it; below, its mask target in grey (white = "
+                         f"object) resampled to {tuple(targets.shape[-2:])}. Share of each target that is object: "
+                         f"{covered}. A proposal that sits off-centre gets an off-centre target, cut where the "
+                         "proposal cuts the object.")
 
 
 def plot_mask_branch(crop: Tensor, stages: list[tuple[str, Tensor]], index: int, label: int, class_names: list[str]):
@@ -164,7 +176,11 @@ def plot_mask_branch(crop: Tensor, stages: list[tuple[str, Tensor]], index: int,
     fig.tight_layout()
     pos = axes[-1].get_position()
     fig.colorbar(prob, cax=fig.add_axes([pos.x1 + 0.006, pos.y0, 0.008, pos.height]), label="probability")
-    return fig
+    return with_alt(fig, f"One detection through the mask branch, left to right: the RoI's image crop; the features "
+                         f"after {', '.join(n.split(':')[0] for n, _ in picked)}, each shown as colours (three main "
+                         "directions of the channels as red, green and blue); and the sigmoid of the "
+                         f"'{class_names[label]}' map in grey, 0 to 1. The features after conv5_mask show a "
+                         "checkerboard from the 2 by 2 transposed convolution; the final map is the object's shape.")
 
 
 def sample_rois(roi_heads, proposals: Tensor, target: dict, seed: int = 0):
@@ -202,4 +218,7 @@ def sampled_rois_figure(image: Tensor, gt_boxes: Tensor, rois: Tensor, labels: T
         boxes = torch.cat([rois[keep].cpu(), gt])
         panels.append(dict(boxes=boxes, colours=cols + ["white"] * len(gt), lw=0.9, alpha=0.85, title=title,
                            styles=["-"] * int(keep.sum()) + ["--"] * len(gt)))
-    return box_panels(image, panels, size=size)
+    return box_panels(image, panels, size=size, alt=(
+        f"Two copies of the image with the ground-truth boxes dashed white. Left: {int(pos.sum())} positive RoIs "
+        "(IoU at least 0.5), each in its class's colour, crowded on the objects. Right: "
+        f"{int(neg.sum())} negative RoIs in grey, grazing the objects or covering background."))

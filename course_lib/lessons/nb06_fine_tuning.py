@@ -9,6 +9,7 @@ import torch
 
 from course_lib.training.error_analysis import as_binary_masks
 from course_lib.training.pr_curves import PRCurve
+from course_lib.utils.colours import rgb as hex_rgb
 
 
 def plot_loss_curves(history: list[dict], smooth: int = 5, terms: list[str] | None = None):
@@ -21,9 +22,9 @@ def plot_loss_curves(history: list[dict], smooth: int = 5, terms: list[str] | No
     for ax, term in zip(axes[0], terms, strict=True):
         values = np.concatenate([h["iters"][term] for h in history])
         x = np.arange(1, len(values) + 1)
-        ax.plot(x, values, color="#4363d8", alpha=0.3, lw=0.8)
+        ax.plot(x, values, color="#0072b2", alpha=0.3, lw=0.8)
         k = max(1, min(smooth, len(values)))
-        ax.plot(x[k - 1:], np.convolve(values, np.ones(k) / k, mode="valid"), color="#4363d8", lw=1.6)
+        ax.plot(x[k - 1:], np.convolve(values, np.ones(k) / k, mode="valid"), color="#0072b2", lw=1.6)
         for n in np.cumsum([len(h["iters"][term]) for h in history])[:-1]:
             ax.axvline(n + 0.5, color="#999999", ls=":", lw=0.8)
         ax.set_title(term, fontsize=9)
@@ -31,7 +32,18 @@ def plot_loss_curves(history: list[dict], smooth: int = 5, terms: list[str] | No
         ax.set_yscale("log")
         ax.tick_params(which="both", labelsize=7)
     fig.tight_layout()
-    return fig
+    from course_lib.lessons.draw import with_alt
+
+    def first_last(term: str) -> str:
+        values = np.concatenate([h["iters"][term] for h in history])
+        k = max(1, min(smooth, len(values)))
+        means = np.convolve(values, np.ones(k) / k, mode="valid")
+        return f"{term} {means[0]:.3g} to {means[-1]:.3g}"
+
+    return with_alt(fig, f"{len(terms)} line charts, one per loss term, of the loss at every training iteration "
+                         f"(faint) and its running mean over {smooth} (solid), on a log scale, over "
+                         f"{len(history)} epochs (dotted lines at their boundaries). Running mean from the first "
+                         "to the last iteration: " + "; ".join(first_last(t) for t in terms) + ".")
 
 
 def plot_pr_curves(curves: list[PRCurve], class_names: list[str] | None = None, title: str = ""):
@@ -54,7 +66,14 @@ def plot_pr_curves(curves: list[PRCurve], class_names: list[str] | None = None, 
         ax.grid(alpha=0.3)
         ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    return fig
+    from course_lib.lessons.draw import with_alt
+
+    aps = "; ".join(f"IoU {c.iou:.2f} {class_names[c.category_id] if class_names else c.category_id} AP {c.ap:.3f}"
+                    for c in curves)
+    return with_alt(fig, f"Precision (0 to 1) against recall (0 to 1), one panel per IoU threshold "
+                         f"({', '.join(f'{i:.2f}' for i in ious)}), one line per class in its course colour. Each "
+                         "curve stays near 1 while the detections above a score are right, drops as false "
+                         f"positives come in and ends at the highest recall reached. {aps}.")
 
 
 ERROR_TITLES = {"misses": "miss", "duplicates": "duplicate", "wrong_class": "wrong class", "poor_boxes": "poor box",
@@ -62,20 +81,22 @@ ERROR_TITLES = {"misses": "miss", "duplicates": "duplicate", "wrong_class": "wro
 """How ``draw_error`` names each kind. ``background`` (box IoU < 0.1 with every object) is named "mislocalised":
 such a box is often not on empty background at all but a small box inside, or a large one around, an object."""
 
-GT_COLOUR, DET_COLOUR, BOTH_COLOUR = (0, 224, 0), (255, 16, 16), (255, 224, 0)
+# Okabe-Ito sky blue, vermillion and yellow: apart for every colour vision (red and green are not).
+GT_COLOUR, DET_COLOUR, BOTH_COLOUR = "#56b4e9", "#d55e00", "#f0e442"
+COLOUR_NAMES = {GT_COLOUR: "blue", DET_COLOUR: "orange-red", BOTH_COLOUR: "yellow"}
 
 
 def _overlay(canvas: torch.Tensor, gt_mask: torch.Tensor | None, det_mask: torch.Tensor | None,
              alpha: float = 0.6) -> torch.Tensor:
-    """Grey the image, then colour the pixels of the ground-truth mask only (green), of the detection's mask only
-    (red) and of both (yellow), so that the masks stand out from the shapes' own colours."""
+    """Grey the image, then colour the pixels of the ground-truth mask only (blue), of the detection's mask only
+    (orange-red) and of both (yellow), so that the masks stand out from the shapes' own colours."""
     out = (canvas.float().mean(0, keepdim=True) * 0.7 + 40).expand(3, -1, -1).clone()
     h, w = canvas.shape[-2:]
     none = torch.zeros(h, w, dtype=torch.bool)
     g = gt_mask if gt_mask is not None else none
     d = det_mask if det_mask is not None else none
     for region, rgb in ((g & ~d, GT_COLOUR), (d & ~g, DET_COLOUR), (g & d, BOTH_COLOUR)):
-        colour = torch.tensor(rgb, dtype=torch.float32)[:, None]
+        colour = torch.tensor(hex_rgb(rgb), dtype=torch.float32)[:, None]
         out[:, region] = (1 - alpha) * out[:, region] + alpha * colour
     return out.round().to(torch.uint8)
 
@@ -94,20 +115,23 @@ def _crop_box(boxes: list[torch.Tensor], h: int, w: int, margin: float = 0.5, mi
 
 def draw_error(image: torch.Tensor, output: dict, target: dict, kind: str, entry, class_names: list[str],
                mask_threshold: float = 0.5, zoom: bool = False, size: int = 192) -> tuple[torch.Tensor, str]:
-    """A picture of one error: the ground-truth object's box and mask in green, the detection's in red, the
+    """A picture of one error: the ground-truth object's box and mask in blue, the detection's in orange-red, the
     pixels of both masks in yellow. Returns ``(picture, title)``.
 
     ``entry`` is one item of the ``ImageErrors`` list ``kind`` (a gt index for misses, a detection index
     for background, else a tuple that starts ``(det, gt, ...)``). By default the picture is the whole image with
-    the names on the boxes. With ``zoom=True`` it is the window around the two boxes, enlarged to about ``size``
-    pixels (nearest neighbour), and the names go into the title's second line, where they cannot be cut off.
+    the names on the boxes (placed where they cover no other; with one class, "truth" and the score). With
+    ``zoom=True`` it is the window around the two boxes, enlarged to about ``size`` pixels (nearest neighbour), and
+    the names go into the title's second line, where they cannot be cut off.
     """
     from torchvision.utils import draw_bounding_boxes
 
     from course_lib.lessons.draw import to_uint8
+    from course_lib.training.overlays import draw_labels
 
     canvas = to_uint8(image)
     h, w = canvas.shape[-2:]
+    one_class = len(class_names) <= 2
     det, gt = (None, entry) if kind == "misses" else (entry, None) if kind == "background" else entry[:2]
     title = ERROR_TITLES[kind]
     if kind in ("poor_masks", "poor_boxes"):
@@ -118,12 +142,13 @@ def draw_error(image: torch.Tensor, output: dict, target: dict, kind: str, entry
         gt_mask = torch.as_tensor(target["masks"][gt]).bool()
         boxes.append(torch.as_tensor(target["boxes"][gt]).float())
         colours.append(GT_COLOUR)
-        names.append(f"gt {class_names[int(target['labels'][gt])]}")
+        names.append("truth" if one_class else f"truth {class_names[int(target['labels'][gt])]}")
     if det is not None:
         det_mask = as_binary_masks(output["masks"][det:det + 1], mask_threshold)[0].cpu()
         boxes.append(output["boxes"][det].detach().cpu().float())
         colours.append(DET_COLOUR)
-        names.append(f"{class_names[int(output['labels'][det])]} {float(output['scores'][det]):.2f}")
+        score = f"{float(output['scores'][det]):.2f}"
+        names.append(score if one_class else f"{class_names[int(output['labels'][det])]} {score}")
     canvas = _overlay(canvas, gt_mask, det_mask)
     box_tensor = torch.stack(boxes)
     if zoom:
@@ -134,8 +159,8 @@ def draw_error(image: torch.Tensor, output: dict, target: dict, kind: str, entry
         box_tensor = ((box_tensor - torch.tensor([x1, y1, x1, y1])) * s).clamp(min=0)
         box_tensor = torch.minimum(box_tensor, torch.tensor([canvas.shape[-1] - 1, canvas.shape[-2] - 1] * 2))
         canvas = draw_bounding_boxes(canvas, box_tensor, colors=colours, width=max(2, s))
-        title += "\n" + ", ".join(f"{n} ({'green' if c == GT_COLOUR else 'red'})"
-                                  for n, c in zip(names, colours, strict=True))
+        title += "\n" + ", ".join(f"{n} ({COLOUR_NAMES[c]})" for n, c in zip(names, colours, strict=True))
     else:
-        canvas = draw_bounding_boxes(canvas, box_tensor, labels=names, colors=colours, width=2)
+        canvas = draw_bounding_boxes(canvas, box_tensor, colors=colours, width=2)
+        canvas = draw_labels(canvas, box_tensor, names, colours, font_size=10)
     return canvas, f"image {int(target['image_id'])}: {title}"

@@ -7,7 +7,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-TRAIN, VAL, CROSSING = "#4363d8", "#f58231", "#e6194b"  # nuclei only in train, only in val, across the line
+# Nuclei only in train (blue), only in val (orange), across the line (reddish purple): course palette colours
+# that stay apart for every colour vision.
+TRAIN, VAL, CROSSING = "#0072b2", "#e69f00", "#cc79a7"
+TILE_COLOUR = "#f0e442"  # yellow, the training tile's dashed outline
 
 
 def touching_pairs(labels: np.ndarray) -> set[tuple[int, int]]:
@@ -55,18 +58,26 @@ def plot_split(rgb: np.ndarray, labels: np.ndarray, val_x0: int, tile: int = 128
         if v != val_x0:
             ax.axvline(v - 0.5, color="white", lw=0.6, alpha=0.6)
     ax.axvline(val_x0 - 0.5, color="white", lw=2.5)
-    ax.add_patch(Rectangle((train_stride - 0.5, train_stride - 0.5), tile, tile, fill=False, ec="#ffe119",
+    ax.add_patch(Rectangle((train_stride - 0.5, train_stride - 0.5), tile, tile, fill=False, ec=TILE_COLOUR,
                            lw=2, ls="--"))
     ax.set_title(f"train x < {val_x0} | val x >= {val_x0}; {tile}-px tiles", fontsize=10)
     handles = [Patch(color=TRAIN, label=f"train only ({len(groups[0][1])})"),
                Patch(color=VAL, label=f"val only ({len(groups[1][1])})"),
                Patch(color=CROSSING, label=f"across the line ({len(groups[2][1])}): val only"),
-               Patch(fill=False, ec="#ffe119", ls="--", label=f"a training tile (stride {train_stride})")]
+               Patch(fill=False, ec=TILE_COLOUR, ls="--", label=f"a training tile (stride {train_stride})")]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     for a in axes:
         a.axis("off")
     fig.tight_layout()
-    return fig
+    from course_lib.lessons.draw import with_alt
+
+    return with_alt(fig, f"Left: the {w} by {h} pixel microscopy image, bright nuclei on a dark ground. Right: the "
+                         f"same image with every nucleus coloured by split: {len(groups[0][1])} only left of the "
+                         f"line at x = {val_x0} (training, blue), {len(groups[1][1])} only right of it "
+                         f"(validation, orange) and {len(groups[2][1])} across the line (kept for validation, "
+                         f"purple); a thick white line marks the split, thin lines the {tile}-pixel tiles, and a "
+                         f"dashed yellow square one training tile at stride {train_stride}, overlapping its "
+                         "neighbours.")
 
 
 def comparison_table(reports: dict[str, dict], seconds: dict[str, float] | None = None) -> str:
@@ -80,3 +91,31 @@ def comparison_table(reports: dict[str, dict], seconds: dict[str, float] | None 
         row = f"{name:{width}s}" + " ".join(f"{rep[t][n]:10.3f}" for t, n in cols)
         lines.append(row + (f"  {seconds[name]:7.0f}" if seconds else ""))
     return "\n".join(lines)
+
+
+def interval_table(intervals: dict[str, dict], stats: tuple[str, ...] = ("AP50", "AP75", "AP")) -> str:
+    """``{run name: bootstrap_ap(...)}`` -> each run's figures with their bootstrap intervals, as text.
+
+    With exactly two runs, a last row holds their paired difference (first - second, on the same draws:
+    ``ap_difference``), and says for each figure whether its interval leaves out 0.
+    """
+    from course_lib.training.evaluation import ap_difference
+
+    if not intervals:
+        raise ValueError("interval_table: no runs to show")
+    names = list(intervals)
+    first = intervals[names[0]][stats[0]]
+    width = max(len(n) for n in [*names, "difference"]) + 2
+    head = (f"{first.iou_type}, {first.confidence:.0%} bootstrap intervals over {len(first.img_ids)} images "
+            f"({len(first.samples)} draws)")
+    lines = [head, " " * width + "".join(f"{s:24s}" for s in stats)]
+    for name in names:
+        lines.append(f"{name:{width}s}" + "".join(f"{str(intervals[name][s]):24s}" for s in stats))
+    if len(names) == 2:
+        diffs = [ap_difference(intervals[names[0]][s], intervals[names[1]][s]) for s in stats]
+        lines.append(f"{'difference':{width}s}" + "".join(f"{str(d):24s}" for d in diffs))
+        verdicts = [f"{s} {'beyond' if d.low > 0 or d.high < 0 else 'within'}" for s, d in zip(stats, diffs,
+                                                                                              strict=True)]
+        lines.append(f"({names[0]} - {names[1]}; gap beyond the resampling noise or within it: "
+                     + ", ".join(verdicts) + ")")
+    return "\n".join(line.rstrip() for line in lines)

@@ -615,3 +615,28 @@ def test_headless_quiz_shows_text_and_no_record(monkeypatch):
     (out,) = nb.cells[0].outputs
     assert out["output_type"] == "execute_result" and set(out["data"]) == {"text/plain"}
     assert out["data"]["text/plain"].startswith("Quiz overview-maskrcnn-addition")
+
+
+def test_widget_controls_have_names_a_screen_reader_reads(self_check):
+    """The question is a heading; choices are radios named by their text; the number box has a label; Check says
+    which quiz it checks; feedback comes in an alert, in words as well as colour."""
+    import ipywidgets as W
+
+    w = Q.QuizWidget("overview-annotation-format")
+    q = w.question
+    heading = w.box.children[0]
+    assert isinstance(heading, W.HTML) and heading.value.startswith('<div role="heading" aria-level="3">')
+    assert html.escape(q.text) in heading.value
+    assert [label for label, _ in w.radio.options] == [q.choices[i] for i in Q.choice_order(q.id)]
+    assert w.button.description == "Check" and w.button.tooltip == f"Check your answer to quiz {q.id}"
+    w.button.click()
+    assert w.feedback.value.startswith('<div role="alert"') and "Pick an answer first." in w.feedback.value
+    w.radio.value = q.correct
+    w.button.click()
+    assert w.feedback.value.startswith('<div role="alert" style="color:#006400">Recorded:')
+    numeric = Q.QuizWidget(NUMERIC_ID)
+    assert numeric.entry.description == "Your answer:" and numeric.entry.style.description_width == "initial"
+    lesson = Q.QuizWidget(self_check.id)
+    assert lesson.explain_button.tooltip == f"Show the explanation of quiz {self_check.id}"
+    lesson.explain_button.click()
+    assert lesson.feedback.value.startswith('<div role="alert" style="color:#333">Explanation: ')

@@ -69,6 +69,11 @@ def _label_extents(fig):
     return [[t.get_window_extent(renderer) for t in ax.texts] for ax in fig.axes]
 
 
+def _overlap(a, b) -> float:
+    """Overlap area of two display-space boxes (matplotlib ``Bbox``)."""
+    return max(min(a.x1, b.x1) - max(a.x0, b.x0), 0.0) * max(min(a.y1, b.y1) - max(a.y0, b.y0), 0.0)
+
+
 def test_detection_labels_are_legible_and_do_not_overlap():
     import matplotlib.pyplot as plt
     import torch
@@ -81,8 +86,11 @@ def test_detection_labels_are_legible_and_do_not_overlap():
     fig = lesson.detections_figure([(torch.rand(3, 128, 128), target)], [out], ["bg", "circle", "square", "tri"])
     gt, pred = _label_extents(fig)[:2]
     assert len(gt) == 3 and len(pred) == 2  # the 0.3 detection is below the threshold
-    for extents in (gt, pred):
-        assert all(lesson._overlap(a, b) < 1 for i, a in enumerate(extents) for b in extents[i + 1:])
+    for ax, extents in zip(fig.axes, (gt, pred), strict=False):
+        assert all(_overlap(a, b) < 1 for i, a in enumerate(extents) for b in extents[i + 1:])
+        frame = ax.get_window_extent()
+        assert all(frame.x0 - 1 <= e.x0 and e.x1 <= frame.x1 + 1 and frame.y0 - 1 <= e.y0 and e.y1 <= frame.y1 + 1
+                   for e in extents)  # inside the picture
     assert {t.get_fontsize() for t in fig.axes[1].texts} == {8}  # points, whatever the image's pixel size
     plt.close("all")
 

@@ -126,3 +126,24 @@ def test_roi_align_pictures_draw():
     assert [ax.images[0].get_array().shape for ax in panels(weights)] == [(3, 10), (3, 10)]
     assert len(panels(plot_fpn_levels(torch.rand(20) * 100 + 10))) == 2
     plt.close("all")
+
+
+def test_cell_centres_table_puts_each_setting_against_the_measured_centre():
+    from torch import nn
+
+    from course_lib.detection.backbone_utils import build_backbone
+    from course_lib.lessons.nb03_roi_align import cell_centres_table
+
+    torch.manual_seed(0)
+    lines = cell_centres_table(build_backbone().body).splitlines()
+    assert [line.split()[:3] for line in lines[1:5]] == [["C2", "4", "32"], ["C3", "8", "16"], ["C4", "16", "8"],
+                                                         ["C5", "32", "4"]]
+    for line, r, off_true in zip(lines[1:5], (13, 25, 49, 97), ("1.5", "3.5", "7.5", "15.5"), strict=True):
+        assert f"{128 - r}..{128 + r}" in line and "128 (x=128.5)" in line
+        assert "x=128 (0.5 px off)" in line and f"({off_true} px off)" in line
+    assert lines[-1] == "rows: the same as the columns: True"
+    # a network whose field is not centred on cell * stride, and one cut by the border, say so
+    shifted = cell_centres_table(nn.Conv2d(3, 2, 2, stride=2), prefix="S", image_size=16).splitlines()
+    assert shifted[1].split()[:6] == ["S1", "2", "4", "8..9", "8.5", "(x=9)"] and "x=8 (1 px off)" in shifted[1]
+    cut = cell_centres_table(nn.Conv2d(3, 2, 9, padding=4), image_size=8).splitlines()
+    assert cut[1].endswith("(field cut by the input's border)")

@@ -120,7 +120,7 @@ def test_mask_head_pictures_draw():
     boxes = torch.tensor([[2.0, 3.0, 20.0, 30.0], [10.0, 5.0, 45.0, 35.0]])
     stages = mask_branch_stages(MaskRCNNHeads(8, [8, 8], 1), MaskRCNNPredictor(8, 8, 3), torch.randn(1, 8, 14, 14))
     boxed = box_panels(image, [dict(boxes=boxes, colours=["red", "blue"], texts=["a", ""], legend=["a", "b"],
-                                    zoom=(0, 0, 30, 30))])
+                                    zoom=(0, 0, 30, 30))], alt="two boxes, zoomed")
     assert len(panels(boxed)) == 1 and len(boxed.axes[0].patches) >= len(boxes)
     targets = plot_mask_targets(image, boxes, torch.rand(2, 3, 56, 56), torch.rand(2, 28, 28))
     titles = [ax.get_title() for ax in panels(targets)]

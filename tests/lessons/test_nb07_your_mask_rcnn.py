@@ -28,8 +28,8 @@ from course_lib.ops.boxes import nms
 from course_lib.ops.roi_align import roi_align_one_box
 
 STAGES = ["input", "transform", "backbone + FPN", "rpn.head", "rpn.anchor_generator", "decode_boxes",
-          "filter_proposals", "roi_heads.box_roi_pool", "roi_heads.box_head", "roi_heads.box_predictor",
-          "postprocess_detections", "roi_heads.mask_roi_pool", "roi_heads.mask_head", "roi_heads.mask_predictor",
+          "filter_proposals", "box_roi_pool.assign_fpn_levels", "roi_heads.box_roi_pool", "roi_heads.box_head",
+          "roi_heads.box_predictor", "postprocess_detections", "roi_heads.mask_roi_pool", "roi_heads.mask_head", "roi_heads.mask_predictor",
           "maskrcnn_inference", "postprocess (paste)"]
 
 
