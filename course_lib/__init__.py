@@ -60,7 +60,8 @@ _EXPORTS = {
     "training.predict": "run_inference predict filter_detections binarize_masks describe_output",
     "training.engine": "fit train_one_epoch make_loader make_sgd warmup_cosine warmup_step data_wait",
     "training.checkpoint": "save_checkpoint load_checkpoint",
-    "training.evaluation": "evaluate coco_eval to_coco_results format_report",
+    "training.evaluation": "evaluate coco_eval to_coco_results format_report bootstrap_ap ap_difference",
+    "training.tiling": "predict_tiled",
     "training.pr_curves": "pr_curves PRCurve",
     "training.error_analysis": "mask_iou image_errors error_analysis error_summary error_examples ERROR_KINDS "
                                 "greedy_match match_detections",

@@ -14,6 +14,7 @@ import io
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from pycocotools.cocoeval import COCOeval
 from torchvision.ops import box_convert
 
@@ -26,16 +27,19 @@ STAT_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
 
 
 def to_coco_results(outputs: dict[int, dict], mask_threshold: float = 0.5) -> list[dict]:
-    """Model outputs -> COCO result dicts (xywh ``bbox``, RLE ``segmentation``, ``score``)."""
+    """Model outputs -> COCO result dicts (xywh ``bbox``, RLE ``segmentation``, ``score``). ``masks`` may be
+    probabilities (thresholded at ``mask_threshold``) or already bool; one mask at a time, so that a 12-megapixel
+    photo's masks never exist as one float copy."""
     results = []
     for image_id, out in outputs.items():
         boxes = box_convert(out["boxes"], "xyxy", "xywh")  # COCO results use [x, y, width, height]
-        masks = (out["masks"][:, 0] > mask_threshold).numpy() if "masks" in out else None
+        masks = out.get("masks")
         for i in range(len(boxes)):
             r = {"image_id": image_id, "category_id": int(out["labels"][i]),
                  "bbox": [round(float(v), 3) for v in boxes[i]], "score": float(out["scores"][i])}
             if masks is not None:
-                r["segmentation"] = encode_mask(masks[i])
+                m = masks[i, 0]
+                r["segmentation"] = encode_mask((m if m.dtype == torch.bool else m > mask_threshold).numpy())
             results.append(r)
     return results
 

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from torchvision.utils import draw_segmentation_masks
 
 from course_lib.training.overlays import (
     draw_detections,
@@ -13,6 +14,7 @@ from course_lib.training.overlays import (
     draw_labels,
     draw_target,
     instance_colours,
+    paint_masks,
     place_labels,
     to_uint8,
     touching,
@@ -137,3 +139,14 @@ def test_labels_are_black_on_light_colours_and_white_on_dark_ones():
     assert (light.sum(0) == 0).any() and (light == torch.tensor(rgb("#f0e442"))[:, None, None]).all(0).any()
     assert (dark == 255).all(0).any() and (dark == torch.tensor(rgb("#0072b2"))[:, None, None]).all(0).any()
     assert torch.equal(draw_labels(canvas, boxes, ["", ""], ["#000000"] * 2, 12), canvas)
+
+
+def test_painting_masks_one_at_a_time_is_torchvisions_painting():
+    g = torch.Generator().manual_seed(1)
+    image = torch.randint(0, 256, (3, 30, 40), generator=g, dtype=torch.uint8)
+    masks = torch.rand(6, 30, 40, generator=g) > 0.6  # many pixels under two masks or more: black
+    colours = [colour(k) for k in range(6)]
+    for alpha in (0.45, 0.5, 0.8):
+        assert torch.equal(paint_masks(image, iter(masks), colours, alpha),
+                           draw_segmentation_masks(image, masks, alpha=alpha, colors=colours))
+    assert torch.equal(paint_masks(image, [], colours, 0.45), image)
