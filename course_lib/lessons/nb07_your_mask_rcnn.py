@@ -6,6 +6,7 @@ Taught in: 07_your_mask_rcnn
 from __future__ import annotations
 
 import contextlib
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -393,8 +394,9 @@ def first_parting(reference: MaskRCNN, yours: MaskRCNN, image: Tensor, atol: flo
 @contextlib.contextmanager
 def sampled_positives(model: nn.Module):
     """``with sampled_positives(model) as counts:`` each training forward of ``model`` (torchvision's or the
-    course's) appends ``{"rpn": n, "roi": m}``: how many positive anchors the RPN's sampler drew, and how many positive
-    proposals the RoI heads' sampler drew, over the batch. The samplers are restored on exit."""
+    course's) appends ``{"rpn": n, "roi": m, "rpn drawn": d, "roi drawn": e}``: how many positive anchors the RPN's
+    sampler drew and how many positive proposals the RoI heads' sampler drew over the batch, and a fingerprint
+    (CRC-32) of exactly which ones each drew, positives and negatives. The samplers are restored on exit."""
     counts: list[dict[str, int]] = []
     owners = {"rpn": model.rpn, "roi": model.roi_heads}
     saved = {key: owner.fg_bg_sampler for key, owner in owners.items()}
@@ -402,11 +404,14 @@ def sampled_positives(model: nn.Module):
     def recording(key, sample):
         def recorded(matched_idxs):
             positive, negative = sample(matched_idxs)
-            n = int(sum(int(p.sum()) for p in positive))
+            drawn = torch.cat([torch.cat([torch.where(p)[0], torch.where(n)[0] + len(n)])
+                               for p, n in zip(positive, negative, strict=True)])
+            entry = {key: int(sum(int(p.sum()) for p in positive)),
+                     f"{key} drawn": zlib.crc32(drawn.cpu().numpy().astype(np.int64).tobytes())}
             if key == "rpn":  # the RPN samples first in every training forward
-                counts.append({"rpn": n})
+                counts.append(entry)
             else:
-                counts[-1]["roi"] = n
+                counts[-1].update(entry)
             return positive, negative
         return recorded
 
@@ -420,5 +425,6 @@ def sampled_positives(model: nn.Module):
 
 
 def first_sampling_difference(a: list[dict[str, int]], b: list[dict[str, int]]) -> int | None:
-    """The first step (0-based) whose sampled positive counts differ between two runs, or None."""
+    """The first step (0-based) where the two runs' samplers drew different anchors or RoIs (another number of
+    positives, or the same number of other ones), or None."""
     return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)

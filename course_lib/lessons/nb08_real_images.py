@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from course_lib.training.error_analysis import greedy_match, mask_iou
+
 # Nuclei only in train (blue), only in val (orange), across the line (reddish purple): course palette colours
 # that stay apart for every colour vision.
 TRAIN, VAL, CROSSING = "#0072b2", "#e69f00", "#cc79a7"
@@ -119,3 +121,18 @@ def interval_table(intervals: dict[str, dict], stats: tuple[str, ...] = ("AP50",
         lines.append(f"({names[0]} - {names[1]}; gap beyond the resampling noise or within it: "
                      + ", ".join(verdicts) + ")")
     return "\n".join(line.rstrip() for line in lines)
+
+
+def matched_nuclei(output: dict, labels: np.ndarray, score_threshold: float = 0.5, iou_threshold: float = 0.5) -> int:
+    """How many nuclei of the instance-id image ``labels`` (H, W) a detection with ``score >= score_threshold`` in
+    ``output`` (masks (N, 1, H, W), probabilities or bool, in the same pixels) matches with mask IoU >=
+    ``iou_threshold``, one detection per nucleus, best score first (COCO's greedy matching)."""
+    keep = output["scores"] >= score_threshold
+    order = torch.argsort(output["scores"][keep], descending=True)
+    masks = output["masks"][keep][order][:, 0]
+    predicted = masks if masks.dtype == torch.bool else masks > 0.5
+    ids = [int(k) for k in np.unique(labels) if k != 0]
+    truth = torch.stack([torch.from_numpy(labels == k) for k in ids])
+    if len(predicted) == 0:
+        return 0
+    return int((greedy_match(mask_iou(predicted, truth), iou_threshold) >= 0).sum())

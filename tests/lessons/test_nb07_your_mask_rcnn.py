@@ -325,3 +325,21 @@ def test_plugged_in_solution_keeps_torchvisions_detections(model):
     with torch.no_grad():
         diffs = lesson.detection_differences(tv(images), ours(images))
     assert diffs["same detections"] and max(diffs["boxes"], diffs["scores"], diffs["masks"]) < 1e-4
+
+
+@pytest.mark.training
+def test_sampled_positives_records_each_step_and_finds_where_two_runs_draw_differently():
+    batches = lesson.shapes_batches(2, batch_size=2, seed=0)
+    runs = []
+    for _ in range(2):
+        model = load_course_mask_rcnn()
+        samplers = (model.rpn.fg_bg_sampler, model.roi_heads.fg_bg_sampler)
+        with lesson.sampled_positives(model) as counts:
+            lesson.train_steps(model, batches, seed=0)
+        assert (model.rpn.fg_bg_sampler, model.roi_heads.fg_bg_sampler) == samplers  # restored
+        runs.append(counts)
+    assert len(runs[0]) == 2 and set(runs[0][0]) == {"rpn", "roi", "rpn drawn", "roi drawn"}
+    assert all(c["rpn"] > 0 and c["roi"] > 0 for c in runs[0])
+    assert lesson.first_sampling_difference(runs[0], runs[1]) is None  # same seed, same numbers, same draws
+    other = [dict(runs[1][0]), {**runs[1][1], "roi drawn": runs[1][1]["roi drawn"] + 1}]
+    assert lesson.first_sampling_difference(runs[0], other) == 1  # same counts, other samples
