@@ -65,26 +65,26 @@ def lab(tmp_path_factory):
     work = tmp_path_factory.mktemp("lab")
     for nb in (ROOT / "notebooks").glob("*.ipynb"):
         shutil.copy(nb, work / nb.name)
-    # Render every cell (JupyterLab 4 otherwise only renders what is on screen).
-    # Start the notebook's own kernel without the "Select Kernel" dialog, and no news toast over the page.
-    settings = work / ".settings" / "@jupyterlab"
-    (settings / "notebook-extension").mkdir(parents=True)
-    (settings / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
-        json.dumps({"windowingMode": "none", "autoStartDefaultKernel": True}))
-    (settings / "apputils-extension").mkdir()
-    (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    port, token = _free_port(), secrets.token_hex(16)
+    write_lab_settings(work / ".settings")
     # As a learner sees it: widgets on, and the inline figure backend (no MPLBACKEND=Agg from the tests).
     env = {k: v for k, v in os.environ.items() if k not in ("COURSE_HEADLESS", "MPLBACKEND")}
     env.update(JUPYTERLAB_SETTINGS_DIR=str(work / ".settings"), COURSE_PROGRESS_FILE=str(work / "progress.json"))
-    log = open(work / "lab.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.extension_manager=readonly",
-         *(["--allow-root"] if os.geteuid() == 0 else [])],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
+    lab_args = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={work}",
+                *(["--allow-root"] if os.geteuid() == 0 else [])]
+    yield from serve(lab_args, env=env, cwd=work, log_path=work / "lab.log", root=work)
+
+
+LAB_OPTIONS = ["--no-browser", "--ip=127.0.0.1", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+               "--LabApp.extension_manager=readonly"]
+
+
+def serve(argv: list[str], *, env: dict, cwd: Path, log_path: Path, root: Path):
+    """Run ``argv`` (a command that starts JupyterLab) with ``LAB_OPTIONS``, a free port and a token; yield a ``Lab``
+    once the server answers, stop it afterwards (a generator for fixtures: ``yield from serve(...)``)."""
+    port, token = _free_port(), secrets.token_hex(16)
+    log = open(log_path, "w")
+    proc = subprocess.Popen([*argv, *LAB_OPTIONS, f"--port={port}", f"--IdentityProvider.token={token}"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while True:
@@ -94,10 +94,10 @@ def lab(tmp_path_factory):
         except OSError as exc:
             if proc.poll() is not None or time.time() > deadline:
                 proc.kill()
-                raise RuntimeError(f"JupyterLab did not start: {(work / 'lab.log').read_text()[-2000:]}") from exc
+                raise RuntimeError(f"JupyterLab did not start: {log_path.read_text()[-2000:]}") from exc
             time.sleep(0.5)
     try:
-        yield Lab(base, token, work)
+        yield Lab(base, token, root)
     finally:
         proc.terminate()
         try:
@@ -123,13 +123,22 @@ def page(lab):
 IDLE = ".jp-Notebook-ExecutionIndicator[data-status='idle']"
 
 
-def open_and_run_all(page, lab, name: str, timeout_s: int = 600) -> None:
-    base, token = lab.base, lab.token
-    # A fresh workspace per test, so that notebooks opened by an earlier test are not restored.
-    page.goto(f"{base}/lab/workspaces/{Path(name).stem}/tree/{name}?token={token}&reset")
-    page.wait_for_selector(".jp-Notebook .jp-Cell")
-    # Ready when the kernel is idle and no dialog is open. Should JupyterLab still ask which kernel to start
-    # (the dialog can come up after the indicator already says idle), take the proposed one: the venv's Python 3.
+def write_lab_settings(folder: Path) -> None:
+    """JupyterLab settings for the tests (``JUPYTERLAB_SETTINGS_DIR=folder``): render every cell (JupyterLab 4
+    otherwise renders only what is on screen), start the notebook's own kernel without the "Select Kernel" dialog,
+    and no news toast over the page."""
+    settings = folder / "@jupyterlab"
+    (settings / "notebook-extension").mkdir(parents=True)
+    (settings / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
+        json.dumps({"windowingMode": "none", "autoStartDefaultKernel": True}))
+    (settings / "apputils-extension").mkdir()
+    (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+
+
+def wait_for_kernel(page, name: str) -> None:
+    """Until the notebook's kernel is idle and no dialog is open. Should JupyterLab still ask which kernel to start
+    (the dialog can come up after the indicator already says idle), take the proposed one: the venv's Python 3."""
     deadline = time.time() + 120
     settled = 0
     while settled < 3:  # idle and dialog-free on three checks in a row, half a second apart
@@ -142,6 +151,14 @@ def open_and_run_all(page, lab, name: str, timeout_s: int = 600) -> None:
             page.screenshot(path=str(ARTIFACTS / f"browser_{Path(name).stem}_no_kernel.png"), full_page=True)
             raise AssertionError(f"the kernel for {name} did not start")
         page.wait_for_timeout(500)
+
+
+def open_and_run_all(page, lab, name: str, timeout_s: int = 600) -> None:
+    base, token = lab.base, lab.token
+    # A fresh workspace per test, so that notebooks opened by an earlier test are not restored.
+    page.goto(f"{base}/lab/workspaces/{Path(name).stem}/tree/{name}?token={token}&reset")
+    page.wait_for_selector(".jp-Notebook .jp-Cell")
+    wait_for_kernel(page, name)
     page.click(".lm-MenuBar-itemLabel:text-is('Run')")
     page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
     # Done when every code cell shows an execution count ([12]:), none [*]: or [ ]:.

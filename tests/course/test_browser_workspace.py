@@ -7,16 +7,12 @@ workspace); the browser helpers are test_browser.py's.
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
-import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
-from test_browser import ARTIFACTS, IDLE, Lab, _free_port, _requirements, page  # noqa: F401 (the page fixture)
+from test_browser import ARTIFACTS, _requirements, page, serve, wait_for_kernel, write_lab_settings  # noqa: F401
 
 from course_lib.utils.paths import REPO_ROOT
 
@@ -42,58 +38,12 @@ def lab(tmp_path_factory):
         pytest.skip(reason)
     home = tmp_path_factory.mktemp("learner")
     workspace = home / "my course"  # a space in the path, as learners' folders have
-    settings = home / ".settings" / "@jupyterlab"
-    (settings / "notebook-extension").mkdir(parents=True)
-    (settings / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
-        json.dumps({"windowingMode": "none", "autoStartDefaultKernel": True}))
-    (settings / "apputils-extension").mkdir()
-    (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    port, token = _free_port(), secrets.token_hex(16)
+    write_lab_settings(home / ".settings")
     env = {k: v for k, v in os.environ.items() if k not in ("COURSE_HEADLESS", "MPLBACKEND", "COURSE_RUNS_DIR")}
     env.update(COURSE_WORKSPACE=str(workspace), JUPYTERLAB_SETTINGS_DIR=str(home / ".settings"),
                COURSE_PROGRESS_FILE=str(home / "progress.json"), COURSE_RUNS_DIR=str(home / "runs"))
-    log = open(home / "lab.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "course_lib", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={token}", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-         "--LabApp.extension_manager=readonly"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
-            break
-        except OSError as exc:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise RuntimeError(f"course lab did not start: {(home / 'lab.log').read_text()[-2000:]}") from exc
-            time.sleep(0.5)
-    try:
-        yield Lab(base, token, workspace)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def _wait_for_kernel(tab, name: str) -> None:
-    deadline = time.time() + 120
-    settled = 0
-    while settled < 3:
-        dialog = tab.locator(".jp-Dialog:has-text('Select Kernel')")
-        if dialog.count():
-            dialog.locator("button:has-text('Select')").click()
-        ready = tab.locator(f"{IDLE} >> visible=true").count() and not tab.locator(".jp-Dialog").count()
-        settled = settled + 1 if ready else 0
-        if time.time() > deadline:
-            tab.screenshot(path=str(ARTIFACTS / f"browser_workspace_{name}_no_kernel.png"), full_page=True)
-            raise AssertionError(f"the kernel for {name} did not start")
-        tab.wait_for_timeout(500)
+    yield from serve([sys.executable, "-m", "course_lib", "lab"], env=env, cwd=REPO_ROOT, log_path=home / "lab.log",
+                     root=workspace)
 
 
 def test_course_lab_opens_the_workspace_saves_a_solved_exercise_and_keeps_the_edit(page, lab):  # noqa: F811
@@ -107,7 +57,7 @@ def test_course_lab_opens_the_workspace_saves_a_solved_exercise_and_keeps_the_ed
     name = "00_overview.ipynb"
     page.goto(f"{lab.base}/lab/workspaces/ws/tree/{name}?token={lab.token}&reset")
     page.wait_for_selector(".jp-Notebook .jp-Cell")
-    _wait_for_kernel(page, "00")
+    wait_for_kernel(page, name)
     # The file browser shows the workspace: its notebooks, not the repository's folders.
     listing = page.locator(".jp-DirListing-itemName").all_inner_texts()
     assert name in listing and "course_lib" not in listing, listing
