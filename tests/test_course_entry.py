@@ -211,7 +211,7 @@ def test_python_course_py_runs_a_command_with_the_venvs_python(checkout):
 def test_the_bash_entry_point_runs_course_py(checkout):
     done = subprocess.run(["./course", "--help"], cwd=checkout, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("usage: ./course <command>") and "run the course's Python" in done.stdout
+    assert done.stdout.startswith("usage: ./course <command>") and "run the venv's Python" in done.stdout
     done = subprocess.run(["bash", str(checkout / "course"), "python", "-c", "import sys; print(sys.argv[1:])", "a b"],
                           cwd="/", capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "['a b']"

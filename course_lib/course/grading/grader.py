@@ -106,7 +106,10 @@ def _run_notebook(sub: Submission, work: Path, options: GradeOptions):
     nbformat.write(sub.nb, copy)
     if sub.data_dir is not None:
         shutil.copytree(sub.data_dir, work / "data", symlinks=True)  # checked before: no links inside
-    env = {"COURSE_RUNS_DIR": str(work / "runs"), "COURSE_PROGRESS_FILE": str(work / "progress.json"),
+    # The course's data folder by name: inside the sandbox the checkout's other files (pyproject.toml, by which
+    # utils/paths recognises a checkout) are not there.
+    env = {"COURSE_DATA_DIR": str(Path(DATA_DIR).resolve()),
+           "COURSE_RUNS_DIR": str(work / "runs"), "COURSE_PROGRESS_FILE": str(work / "progress.json"),
            "OMP_NUM_THREADS": str(options.threads), "MKL_NUM_THREADS": str(options.threads)}
     nb = copy_module.deepcopy(sub.nb)  # the run writes outputs into it; the submission stays as read
     if not options.sandboxed:

@@ -90,6 +90,16 @@ def test_honest_answer_with_one_wrong_exercise_loses_only_that_one_and_quizzes_c
     assert path.read_text() == before, "the student's file is not modified"
 
 
+def test_a_notebook_that_reads_the_course_checkpoint_runs_inside_the_sandbox(tmp_path):
+    """00 loads data/course_maskrcnn.pt: the sandbox, where the checkout's pyproject.toml is not, still finds it."""
+    submitted = tmp_path / "learner" / "00_overview.ipynb"
+    submitted.parent.mkdir()
+    submitted.write_bytes((ROOT / "notebooks" / "00_overview.ipynb").read_bytes())
+    report = grade(submitted, seed=1, options=GradeOptions(timeout=300))
+    assert report["error"] is None, report["error"]
+    assert {e["status"] for e in report["exercises"]} == {"not attempted"}  # the stubs ran to their raise
+
+
 def test_printed_verdicts_patched_checkers_and_the_handed_in_reference_earn_nothing(tmp_path):
     path = notebook(
         tmp_path / "mallory", SETUP,
