@@ -42,20 +42,20 @@ GOALS_MB = {"predict": 2048, "finetune": 3072}
 # name -> (what it runs, goal key or None)
 MEASUREMENTS = {
     "baseline": ("imports, the R50 model loaded and the photo read; nothing run", None),
-    "predict-old": ("HEAD's predict at 0.5: model(image) pastes every mask as float, then the filter (r50_low)",
+    "predict-old": ("the old predict (before 0c28cbb) at 0.5: model(image) pastes every mask as float, then the filter (r50_low)",
                     "predict"),
     "predict": ("./course predict at 0.5 (r50_low: the RoI heads drop every detection)", "predict"),
     "predict-sure": ("./course predict at 0.5, every detection >= 0.5, all drawn (r50_sure)", "predict"),
-    "predict-t0-old": ("HEAD's predict --score-threshold 0: every detection pasted, written and drawn (r50_low)",
+    "predict-t0-old": ("the old predict (before 0c28cbb) --score-threshold 0: every detection pasted, written and drawn (r50_low)",
                        "predict"),
     "predict-t0": ("./course predict --score-threshold 0: every detection written and drawn (r50_low)", "predict"),
     "predict-coco": ("./course predict --coco: every detection >= 0.05 to results.json, none drawn (r50_low)",
                      "predict"),
     "predict-tiled": ("./course predict --coco --tile 1024 --overlap 128: 20 tiles of detections joined (r50_low)",
                       "predict"),
-    "evaluate-old": ("./course evaluate on 2 validation photos with HEAD's predict (r50_low)", None),
+    "evaluate-old": ("./course evaluate on 2 validation photos with the old predict (before 0c28cbb) (r50_low)", None),
     "evaluate": ("./course evaluate on 2 validation photos (r50_low)", None),
-    "finetune-old": ("./course finetune at its defaults, 1 epoch (2 iterations of 4 photos), HEAD's predict in "
+    "finetune-old": ("./course finetune at its defaults, 1 epoch (2 iterations of 4 photos), the old predict (before 0c28cbb) in "
                      "its final evaluation", "finetune"),
     "finetune": ("./course finetune at its defaults, 1 epoch (2 iterations of 4 photos) and its evaluation",
                  "finetune"),
@@ -135,7 +135,7 @@ def write_data(work: Path) -> None:
 # ------------------------------------------------------------------------------------ the old pasting
 
 def old_predict(model, dataset, device, batch_size: int = 8, progress: bool = True) -> dict[int, dict]:
-    """``training.predict.predict`` as it was at HEAD: ``model(images)`` (float masks at full size), kept whole."""
+    """``training.predict.predict`` as it was before 0c28cbb: ``model(images)`` (float masks at full size), kept whole."""
     import torch
 
     from course_lib.data.coco_dataset import collate_fn
@@ -151,7 +151,7 @@ def old_predict(model, dataset, device, batch_size: int = 8, progress: bool = Tr
 
 
 def old_predict_command(model_file: Path, photo: Path, out: Path, score_threshold: float) -> int:
-    """HEAD's ``predict`` command on one photo: the model's output with every mask pasted as float, filtered at
+    """the old ``predict`` command (before 0c28cbb) on one photo: the model's output with every mask pasted as float, filtered at
     ``score_threshold``, turned into COCO results and drawn. Returns the number of detections kept."""
     import torch
 
