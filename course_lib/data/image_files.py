@@ -69,14 +69,6 @@ def upright(im: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(im)
 
 
-def upright_array(a: np.ndarray, tag: int) -> np.ndarray:
-    """An (H, W, ...) array of stored pixels turned as ``upright`` turns the image (a view, not a copy)."""
-    turn = {1: lambda x: x, 2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
-            5: lambda x: x.swapaxes(0, 1), 6: lambda x: np.rot90(x, -1), 7: lambda x: x[::-1, ::-1].swapaxes(0, 1),
-            8: lambda x: np.rot90(x, 1)}
-    return turn[tag if tag in turn else 1](a)
-
-
 def upright_size(im: Image.Image) -> tuple[int, int]:
     """(width, height) of the upright picture, without decoding the pixels."""
     w, h = im.size

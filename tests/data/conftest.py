@@ -65,10 +65,11 @@ L_POLYGON = [[8, 6], [16, 6], [16, 22], [40, 22], [40, 30], [8, 30]]  # l_shape'
 def write_photo(path, tag, upright, quality=95):
     """Save the (H, W, 3) ``upright`` picture as a phone would: the stored pixels turned so that EXIF
     Orientation ``tag`` turns them back (``tag`` 0: no EXIF at all). Returns the path."""
-    from course_lib.data.image_files import upright_array
+    from course_lib.data.image_files import UPRIGHT_TRANSPOSE
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    stored = np.ascontiguousarray(upright_array(upright, INVERSE_TAG[tag or 1]))
+    inverse = INVERSE_TAG[tag or 1]
+    stored = upright if inverse == 1 else np.asarray(Image.fromarray(upright).transpose(UPRIGHT_TRANSPOSE[inverse]))
     kw = {"quality": quality} if path.suffix.lower() in (".jpg", ".jpeg") else {}
     if tag:
         exif = Image.Exif()
