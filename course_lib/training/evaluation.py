@@ -14,12 +14,11 @@ import io
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from pycocotools.cocoeval import COCOeval
 from torchvision.ops import box_convert
 
 from course_lib.data.masks import encode_mask
-from course_lib.training.predict import predict
+from course_lib.training.predict import binarize_masks, predict
 
 # The 12 numbers COCOeval.summarize() prints, in its order.
 STAT_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
@@ -38,8 +37,7 @@ def to_coco_results(outputs: dict[int, dict], mask_threshold: float = 0.5) -> li
             r = {"image_id": image_id, "category_id": int(out["labels"][i]),
                  "bbox": [round(float(v), 3) for v in boxes[i]], "score": float(out["scores"][i])}
             if masks is not None:
-                m = masks[i, 0]
-                r["segmentation"] = encode_mask((m if m.dtype == torch.bool else m > mask_threshold).numpy())
+                r["segmentation"] = encode_mask(binarize_masks(masks[i:i + 1], mask_threshold)[0].numpy())
             results.append(r)
     return results
 

@@ -110,10 +110,7 @@ class Detections:
         """Detection ``i``'s (H, W) bool mask."""
         if self.crops is None:
             raise ValueError("these detections have no masks (the model returns none)")
-        out = torch.zeros(self.size, dtype=torch.bool)
-        y0, x0, crop = self.crops[i]
-        out[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop
-        return out
+        return paste_crop(torch.zeros(self.size, dtype=torch.bool), *self.crops[i])
 
     def masks(self) -> Iterator[torch.Tensor]:
         """The (H, W) bool masks one at a time, in detection order."""
@@ -132,7 +129,7 @@ class Detections:
         if self.crops is not None:
             masks = torch.zeros((len(self), 1, *self.size), dtype=torch.bool)
             for i, (y0, x0, crop) in enumerate(self.crops):
-                masks[i, 0, y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop
+                paste_crop(masks[i, 0], y0, x0, crop)
             out["masks"] = masks
         return out
 
@@ -142,8 +139,7 @@ class Detections:
         (or bool) cut to the rows and columns where they are on."""
         crops = None
         if "masks" in output:
-            crops = [crop_to_content(m[0] > mask_threshold if m.is_floating_point() else m[0].bool())
-                     for m in output["masks"].cpu()]
+            crops = [crop_to_content(binarize_masks(m[None], mask_threshold)[0]) for m in output["masks"].cpu()]
         return cls(output["boxes"].detach().float().cpu(), output["labels"].cpu(), output["scores"].cpu(),
                    (int(size[0]), int(size[1])), crops)
 
@@ -162,6 +158,19 @@ class MaskSequence(Sequence):
         if not -len(self) <= i < len(self):
             raise IndexError(f"mask {i} of {len(self)}")
         return self.detections.mask(i % len(self))
+
+
+def paste_crop(target: torch.Tensor, y0: int, x0: int, crop: torch.Tensor, origin: tuple[int, int] = (0, 0)
+               ) -> torch.Tensor:
+    """Write ``crop`` (h, w), whose top-left pixel is row ``y0``, column ``x0`` of the image, into ``target``, a
+    window of the image whose top-left pixel is ``origin``; the part outside the window is left out. Returns
+    ``target``."""
+    oy, ox = origin
+    iy0, ix0 = max(y0, oy), max(x0, ox)
+    iy1, ix1 = min(y0 + crop.shape[0], oy + target.shape[0]), min(x0 + crop.shape[1], ox + target.shape[1])
+    if iy1 > iy0 and ix1 > ix0:
+        target[iy0 - oy:iy1 - oy, ix0 - ox:ix1 - ox] = crop[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0]
+    return target
 
 
 def crop_to_content(mask: torch.Tensor) -> tuple[int, int, torch.Tensor]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from course_lib.training.predict import Detections, crop_to_content, detect
+from course_lib.training.predict import Detections, crop_to_content, detect, paste_crop
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -63,12 +63,7 @@ class Piece:
 
 def _within(piece: Piece, y0: int, x0: int, y1: int, x1: int) -> torch.Tensor:
     """``piece``'s mask over rows ``y0:y1``, columns ``x0:x1`` of the image, as a (y1 - y0, x1 - x0) bool array."""
-    out = torch.zeros((y1 - y0, x1 - x0), dtype=torch.bool)
-    py0, px0, py1, px1 = piece.crop_rect
-    iy0, ix0, iy1, ix1 = max(py0, y0), max(px0, x0), min(py1, y1), min(px1, x1)
-    if iy1 > iy0 and ix1 > ix0:
-        out[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = piece.crop[iy0 - py0:iy1 - py0, ix0 - px0:ix1 - px0]
-    return out
+    return paste_crop(torch.zeros((y1 - y0, x1 - x0), dtype=torch.bool), piece.y0, piece.x0, piece.crop, (y0, x0))
 
 
 def seam_overlap(a: Piece, b: Piece) -> float:
