@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import draw_bounding_boxes
 
-from course_lib.training.predict import binarize_masks, filter_detections
+from course_lib.training.predict import binarize_masks, crop_to_content, filter_detections
 from course_lib.utils.colours import INSTANCE_PALETTE, colour, rgb, text_colour_on
 
 COLOUR_BY = ("class", "instance")
@@ -126,12 +126,12 @@ def _outline(mask: torch.Tensor, thickness: int) -> tuple[slice, slice, torch.Te
     """The inner edge of one (H, W) bool mask, ``thickness`` pixels wide, as ``(rows, cols, edge)``: ``edge`` is
     bool over ``image[rows, cols]``, the mask's bounding block grown by ``thickness`` (None for an empty mask).
     Only that block becomes floats, so a 12-megapixel photo's masks do not cost 48 MB each."""
-    rows, cols = mask.any(1).nonzero()[:, 0], mask.any(0).nonzero()[:, 0]
-    if not len(rows):
+    y0, x0, content = crop_to_content(mask)
+    if not content.numel():
         return None
     h, w = mask.shape
-    ys = slice(max(int(rows[0]) - thickness, 0), min(int(rows[-1]) + thickness + 1, h))
-    xs = slice(max(int(cols[0]) - thickness, 0), min(int(cols[-1]) + thickness + 1, w))
+    ys = slice(max(y0 - thickness, 0), min(y0 + content.shape[0] + thickness, h))
+    xs = slice(max(x0 - thickness, 0), min(x0 + content.shape[1] + thickness, w))
     block = mask[ys, xs]
     outside = (~block)[None, None].float()
     return ys, xs, block & (F.max_pool2d(outside, 2 * thickness + 1, 1, thickness)[0, 0] > 0)

@@ -27,6 +27,7 @@ pastes one mask at a time (``predict.detect``): a 12-megapixel photo's detection
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path, PurePosixPath
 
 import torch
@@ -205,7 +206,7 @@ def main(argv=None) -> int:
     # COCO results keep everything the model returns; without --coco, results.json shows what the overlays show.
     results_threshold = model_score_threshold(model) if ann_file else args.score_threshold
     run_threshold = min(args.score_threshold, results_threshold)
-    stems = [p.stem for p in image_ids]
+    stems = Counter(p.stem for p in image_ids)  # two photos a.jpg and a.png: overlays named a.jpg.png, a.png.png
     results, drawn, read = [], 0, 0
     bar = progress_bar(list(image_ids), desc="predict", enabled=not args.no_progress)
     for path in bar:
@@ -230,7 +231,7 @@ def main(argv=None) -> int:
         shown = found.above(args.score_threshold)
         drawn += len(shown)
         picture = overlay(rgb, shown, classes).permute(1, 2, 0).numpy()
-        name = f"{path.stem}.png" if stems.count(path.stem) == 1 else f"{path.name}.png"
+        name = f"{path.stem}.png" if stems[path.stem] == 1 else f"{path.name}.png"
         write_atomic(out / name, lambda f, a=picture: Image.fromarray(a).save(f, format="PNG"))
         read += 1
     if read == 0:
